@@ -1,0 +1,1 @@
+"""Pure analysis code: no Flask, no Celery, no Redis."""

@@ -1,0 +1,332 @@
+"""Text preparation shared by every analysis: markup and boilerplate removal, sentences, words.
+
+Everything downstream works on a cleaned copy of the submitted text, while every offset it reports
+points into the submitted text itself (Unicode code points). `Document` carries the map between them.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from html.parser import HTMLParser
+
+import blingfire
+
+# Characters that carry nothing for the reader: zero-width and soft hyphen, and C0 controls but for
+# tab and line breaks. They are dropped from the cleaned text.
+_DROPPED_CHARS = frozenset("\u200b\u200c\u200d\u2060\ufeff\u00ad") | frozenset(
+    chr(code) for code in [*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F]
+)
+
+_LOOKS_LIKE_HTML = re.compile(r"<\s*/?\s*[a-zA-Z][a-zA-Z0-9]*(\s[^<>]*)?/?\s*>|&(#\d+|#x[0-9a-fA-F]+|[a-zA-Z]+);")
+
+# Elements whose content is never article text.
+_SKIPPED_ELEMENTS = frozenset(
+    "script style noscript template head title nav footer aside figcaption form button select "
+    "iframe svg canvas object embed".split()
+)
+# Elements that end a paragraph.
+_BLOCK_ELEMENTS = frozenset(
+    "p div br hr h1 h2 h3 h4 h5 h6 li ul ol dl dt dd tr td th table thead tbody section article "
+    "header main blockquote pre figure address center".split()
+)
+
+# Outlet boilerplate. A line matching one of these is dropped whole.
+_BOILERPLATE_LINE = re.compile(
+    r"""^\s*(?:
+        (?:also\s+read|read\s+(?:more|also)|related|recommended|watch|listen|more\s+from)\s*[:|\-–]
+      | image\s+source\s*:
+      | (?:photo|picture|image|file\s+photo)(?:\s+credit)?\s*:
+      | source\s*:\s*\S+\s*$
+      | \(\s*with\s+inputs?\s+from\b.*\)\s*$
+      | this\s+(?:article|story)\s+(?:was\s+)?(?:originally|first)\s+(?:published|appeared)\b
+      | read\s+the\s+original\s+article\b
+      | (?:click\s+here|subscribe\s+(?:now|to)|sign\s+up\s+(?:for|to)|share\s+(?:this|on)\b)
+      | follow\s+us\s+on\s*(?:facebook|twitter|x|instagram|telegram|google\s+news|whatsapp|youtube)?\s*[.!]?\s*$
+      | advertisement\b.{0,40}$
+      | story\s+continues\s+below
+      | (?:copyright\s*)?©.*$
+      | all\s+rights\s+reserved
+      | \(\s*reporting\s+by\b.*\)\s*$
+      | (?:reporting|writing|editing)\s+by\s+[A-Z].{0,120}$
+      | [A-Z]{2,}(?:\s+[A-Z]{2,})?\s*$
+      | (?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\s+\d{1,2},?\s+\d{4}\s*$
+      | \d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2})?\S*)?\s*$
+    )""",
+    re.IGNORECASE | re.VERBOSE,
+)
+# A line that is a photo caption: it ends with a credit such as "/ Photo: AP" or "(AP Photo/...)".
+_CAPTION_LINE = re.compile(
+    r"(?:[/|]\s*(?:photo|image|picture|file)\s*:\s*[^.]{0,60}|\((?:\w+\s+)?photo\s*[:/][^)]{0,80}\)"
+    r"|\b(?:photo|image)\s*:\s*(?:AP|AFP|Reuters|Getty|EPA|Xinhua)\b[^.]{0,40})\s*$",
+    re.IGNORECASE,
+)
+# Prefixes that scrapers and outlets glue onto a real line; only the prefix goes.
+_BOILERPLATE_PREFIX = re.compile(
+    r"^\s*(?:date\s+\d{4}-\d{2}-\d{2}\s*|follow\s+us\s+on\s+)+", re.IGNORECASE
+)
+# "Image Source : AGENCY/FILE caption..." after a prefix: the rest of the line is a caption.
+_CAPTION_START = re.compile(r"^\s*(?:image|photo|picture)\s+(?:source|credit)\s*:", re.IGNORECASE)
+
+# Abbreviations after which blingfire sometimes ends a sentence wrongly.
+_TITLE_ABBREVIATIONS = frozenset(
+    "mr mrs ms dr prof gen lt col maj capt sgt cmdr adm sen rep gov pres st jr sr rev fr hon "
+    "amb atty supt insp no vs".split()
+)
+_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
+_HAS_LETTER = re.compile(r"[^\W\d_]")
+_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*\s*$")
+_WHITESPACE = re.compile(r"\s+")
+
+HEADING_MAX_WORDS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Sentence:
+    """A sentence of the cleaned text; `start`/`end` index the submitted text."""
+
+    start: int
+    end: int
+    text: str
+    paragraph: int
+    is_heading: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    """A word token; `start`/`end` index the submitted text."""
+
+    text: str
+    start: int
+    end: int
+
+
+@dataclass
+class _Builder:
+    """Accumulates cleaned text and, per cleaned character, its span in the original."""
+
+    parts: list[str] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)
+
+    def keep(self, original: str, start: int, end: int) -> None:
+        self.parts.append(original[start:end])
+        self.starts.extend(range(start, end))
+        self.ends.extend(range(start + 1, end + 1))
+
+    def replace(self, text: str, start: int, end: int) -> None:
+        self.parts.append(text)
+        self.starts.extend([start] * len(text))
+        self.ends.extend([end] * len(text))
+
+
+class Document:
+    """A submitted text made ready for analysis.
+
+    `clean` is the text with markup, boilerplate and invisible characters removed; `sentences` and
+    `words` are taken from it but report offsets into `original`.
+    """
+
+    def __init__(self, original: str, clean: str, starts: list[int], ends: list[int]) -> None:
+        self.original = original
+        self.clean = clean
+        self._starts = starts
+        self._ends = ends
+
+    def to_original(self, start: int, end: int) -> tuple[int, int]:
+        """Map a [start, end) span of the cleaned text onto the submitted text."""
+        if end <= start:
+            position = self._starts[start] if start < len(self._starts) else len(self.original)
+            return position, position
+        return self._starts[start], self._ends[end - 1]
+
+    def display(self, clean_start: int, clean_end: int) -> str:
+        """What a reader sees of a cleaned span: the submitted text itself unless markup was removed."""
+        start, end = self.to_original(clean_start, clean_end)
+        cleaned = self.clean[clean_start:clean_end]
+        raw = self.original[start:end]
+        return raw if raw == cleaned else _WHITESPACE.sub(" ", cleaned).strip()
+
+    @cached_property
+    def sentences(self) -> tuple[Sentence, ...]:
+        return tuple(_split_sentences(self))
+
+    @cached_property
+    def body_sentences(self) -> tuple[Sentence, ...]:
+        return tuple(s for s in self.sentences if not s.is_heading)
+
+    @cached_property
+    def words(self) -> tuple[Word, ...]:
+        return tuple(
+            Word(m.group(), *self.to_original(m.start(), m.end())) for m in _WORD.finditer(self.clean)
+        )
+
+
+def has_words(text: str) -> bool:
+    """Whether a text contains at least one word with a letter in it."""
+    return _HAS_LETTER.search(text) is not None
+
+
+def word_spans(text: str) -> list[tuple[str, int, int]]:
+    """Words of a plain string with their offsets."""
+    return [(m.group(), m.start(), m.end()) for m in _WORD.finditer(text)]
+
+
+def prepare(text: str) -> Document:
+    """Clean a submitted article: strip markup and boilerplate, keep a map to the original offsets."""
+    builder = _Builder()
+    if _LOOKS_LIKE_HTML.search(text):
+        _MarkupStripper(text, builder).run()
+    else:
+        builder.keep(text, 0, len(text))
+    stage1 = "".join(builder.parts)
+    cleaned, starts, ends = _drop_boilerplate(stage1, builder.starts, builder.ends)
+    return Document(text, cleaned, starts, ends)
+
+
+def _drop_boilerplate(text: str, starts: list[int], ends: list[int]) -> tuple[str, list[int], list[int]]:
+    """Remove boilerplate lines and prefixes, invisible and control characters."""
+    kept: list[str] = []
+    kept_starts: list[int] = []
+    kept_ends: list[int] = []
+    position = 0
+    for line in text.splitlines(keepends=True):
+        line_start = position
+        position += len(line)
+        body = line.rstrip("\r\n")
+        cut = 0
+        prefix = _BOILERPLATE_PREFIX.match(body)
+        if prefix:
+            cut = prefix.end()
+            if _CAPTION_START.match(body, cut):
+                cut = len(body)
+        rest = body[cut:]
+        if rest.strip() and (_BOILERPLATE_LINE.match(rest) or _CAPTION_LINE.search(rest)):
+            cut = len(body)
+        for offset in range(cut, len(line)):
+            char = line[offset]
+            if char in _DROPPED_CHARS:
+                continue
+            kept.append(char)
+            kept_starts.append(starts[line_start + offset])
+            kept_ends.append(ends[line_start + offset])
+    return "".join(kept), kept_starts, kept_ends
+
+
+class _MarkupStripper(HTMLParser):
+    """Keeps the text of an HTML document, with paragraph breaks at block elements."""
+
+    def __init__(self, source: str, builder: _Builder) -> None:
+        super().__init__(convert_charrefs=False)
+        self.source = source
+        self.builder = builder
+        self.skip_depth = 0
+        self.line_offsets = [0]
+        for index, char in enumerate(source):
+            if char == "\n":
+                self.line_offsets.append(index + 1)
+
+    def run(self) -> None:
+        self.feed(self.source)
+        self.close()
+
+    def _offset(self) -> int:
+        line, column = self.getpos()
+        return self.line_offsets[line - 1] + column
+
+    def _break(self) -> None:
+        offset = self._offset()
+        if self.builder.parts and not self.builder.parts[-1].endswith("\n"):
+            self.builder.replace("\n", offset, offset)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _SKIPPED_ELEMENTS:
+            self.skip_depth += 1
+        elif tag in _BLOCK_ELEMENTS:
+            self._break()
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _BLOCK_ELEMENTS:
+            self._break()
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _SKIPPED_ELEMENTS:
+            self.skip_depth = max(0, self.skip_depth - 1)
+        elif tag in _BLOCK_ELEMENTS:
+            self._break()
+
+    def handle_data(self, data: str) -> None:
+        if self.skip_depth:
+            return
+        start = self._offset()
+        self.builder.keep(self.source, start, start + len(data))
+
+    def _reference(self, name: str, decoded: str) -> None:
+        if self.skip_depth:
+            return
+        start = self._offset()
+        end = self.source.find(";", start, start + len(name) + 4)
+        end = end + 1 if end != -1 else start + len(name) + 1
+        self.builder.replace(decoded, start, end)
+
+    def handle_entityref(self, name: str) -> None:
+        self._reference(name, html.unescape(f"&{name};"))
+
+    def handle_charref(self, name: str) -> None:
+        self._reference(name + "#", html.unescape(f"&#{name};"))
+
+
+def _split_sentences(doc: Document) -> list[Sentence]:
+    sentences: list[Sentence] = []
+    paragraph = -1
+    position = 0
+    for line in doc.clean.splitlines(keepends=True):
+        line_start = position
+        position += len(line)
+        if not has_words(line):
+            continue
+        paragraph += 1
+        pieces = _merge_false_breaks(line, blingfire.text_to_sentences_and_offsets(line)[1])
+        single_line_heading = len(pieces) == 1 and _is_heading(line)
+        for start, end in pieces:
+            chunk = line[start:end]
+            stripped_start = start + (len(chunk) - len(chunk.lstrip()))
+            stripped_end = end - (len(chunk) - len(chunk.rstrip()))
+            if stripped_end <= stripped_start or not has_words(line[stripped_start:stripped_end]):
+                continue
+            clean_start, clean_end = line_start + stripped_start, line_start + stripped_end
+            original_start, original_end = doc.to_original(clean_start, clean_end)
+            sentences.append(
+                Sentence(
+                    start=original_start,
+                    end=original_end,
+                    text=doc.display(clean_start, clean_end),
+                    paragraph=paragraph,
+                    is_heading=single_line_heading,
+                )
+            )
+    return sentences
+
+
+def _merge_false_breaks(line: str, offsets: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Join blingfire pieces split after a title ("Mr.") or before a lower-case continuation."""
+    merged: list[tuple[int, int]] = []
+    for start, end in offsets:
+        if merged:
+            previous_start, previous_end = merged[-1]
+            previous = line[previous_start:previous_end].rstrip()
+            last_word = previous.rsplit(None, 1)[-1].rstrip(".").lower() if previous else ""
+            following = line[start:end].lstrip()
+            if (previous.endswith(".") and last_word in _TITLE_ABBREVIATIONS) or following[:1].islower():
+                merged[-1] = (previous_start, end)
+                continue
+        merged.append((start, end))
+    return merged
+
+
+def _is_heading(line: str) -> bool:
+    """A short line without closing punctuation: a headline, section title or kicker."""
+    stripped = line.strip()
+    return len(stripped.split()) <= HEADING_MAX_WORDS and not _SENTENCE_END.search(stripped)
