@@ -20,17 +20,68 @@ _DROPPED_CHARS = frozenset("\u200b\u200c\u200d\u2060\ufeff\u00ad") | frozenset(
     chr(code) for code in [*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F]
 )
 
-_LOOKS_LIKE_HTML = re.compile(r"<\s*/?\s*[a-zA-Z][a-zA-Z0-9]*(\s[^<>]*)?/?\s*>|&(#\d+|#x[0-9a-fA-F]+|[a-zA-Z]+);")
+_LOOKS_LIKE_HTML = re.compile(
+    r"<\s*/?\s*[a-zA-Z][a-zA-Z0-9]*(\s[^<>]*)?/?\s*>|&(#\d+|#x[0-9a-fA-F]+|[a-zA-Z]+);"
+)
 
 # Elements whose content is never article text.
 _SKIPPED_ELEMENTS = frozenset(
-    "script style noscript template head title nav footer aside figcaption form button select "
-    "iframe svg canvas object embed".split()
+    [
+        "script",
+        "style",
+        "noscript",
+        "template",
+        "head",
+        "title",
+        "nav",
+        "footer",
+        "aside",
+        "figcaption",
+        "form",
+        "button",
+        "select",
+        "iframe",
+        "svg",
+        "canvas",
+        "object",
+        "embed",
+    ]
 )
 # Elements that end a paragraph.
 _BLOCK_ELEMENTS = frozenset(
-    "p div br hr h1 h2 h3 h4 h5 h6 li ul ol dl dt dd tr td th table thead tbody section article "
-    "header main blockquote pre figure address center".split()
+    [
+        "p",
+        "div",
+        "br",
+        "hr",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "li",
+        "ul",
+        "ol",
+        "dl",
+        "dt",
+        "dd",
+        "tr",
+        "td",
+        "th",
+        "table",
+        "thead",
+        "tbody",
+        "section",
+        "article",
+        "header",
+        "main",
+        "blockquote",
+        "pre",
+        "figure",
+        "address",
+        "center",
+    ]
 )
 
 # Outlet boilerplate. A line matching one of these is dropped whole.
@@ -44,7 +95,8 @@ _BOILERPLATE_LINE = re.compile(
       | this\s+(?:article|story)\s+(?:was\s+)?(?:originally|first)\s+(?:published|appeared)\b
       | read\s+the\s+original\s+article\b
       | (?:click\s+here|subscribe\s+(?:now|to)|sign\s+up\s+(?:for|to)|share\s+(?:this|on)\b)
-      | follow\s+us\s+on\s*(?:facebook|twitter|x|instagram|telegram|google\s+news|whatsapp|youtube)?\s*[.!]?\s*$
+      | follow\s+us\s+on\s*
+        (?:facebook|twitter|x|instagram|telegram|google\s+news|whatsapp|youtube)?\s*[.!]?\s*$
       | advertisement\b.{0,40}$
       | story\s+continues\s+below
       | (?:copyright\s*)?©.*$
@@ -64,16 +116,43 @@ _CAPTION_LINE = re.compile(
     re.IGNORECASE,
 )
 # Prefixes that scrapers and outlets glue onto a real line; only the prefix goes.
-_BOILERPLATE_PREFIX = re.compile(
-    r"^\s*(?:date\s+\d{4}-\d{2}-\d{2}\s*|follow\s+us\s+on\s+)+", re.IGNORECASE
-)
+_BOILERPLATE_PREFIX = re.compile(r"^\s*(?:date\s+\d{4}-\d{2}-\d{2}\s*|follow\s+us\s+on\s+)+", re.IGNORECASE)
 # "Image Source : AGENCY/FILE caption..." after a prefix: the rest of the line is a caption.
 _CAPTION_START = re.compile(r"^\s*(?:image|photo|picture)\s+(?:source|credit)\s*:", re.IGNORECASE)
 
 # Abbreviations after which blingfire sometimes ends a sentence wrongly.
 _TITLE_ABBREVIATIONS = frozenset(
-    "mr mrs ms dr prof gen lt col maj capt sgt cmdr adm sen rep gov pres st jr sr rev fr hon "
-    "amb atty supt insp no vs".split()
+    [
+        "mr",
+        "mrs",
+        "ms",
+        "dr",
+        "prof",
+        "gen",
+        "lt",
+        "col",
+        "maj",
+        "capt",
+        "sgt",
+        "cmdr",
+        "adm",
+        "sen",
+        "rep",
+        "gov",
+        "pres",
+        "st",
+        "jr",
+        "sr",
+        "rev",
+        "fr",
+        "hon",
+        "amb",
+        "atty",
+        "supt",
+        "insp",
+        "no",
+        "vs",
+    ]
 )
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 _HAS_LETTER = re.compile(r"[^\W\d_]")

@@ -1,0 +1,119 @@
+"""Stance: alias mentions, aggregation into article labels, evidence with offsets.
+
+Uses the lexicon scorer, a real (fast, model-free) implementation of the sentence scorer protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from workers.analysis.stance import LexiconScorer, TargetedSentence, analyse_stance, find_mentions
+
+SEEDS = Path(__file__).resolve().parents[3] / "seeds"
+SEED_TEXTS = {p.stem[:3]: p.read_text(encoding="utf-8") for p in sorted(SEEDS.glob("*.txt"))}
+
+
+@pytest.fixture(scope="module")
+def scorer() -> LexiconScorer:
+    return LexiconScorer()
+
+
+@pytest.mark.parametrize(
+    ("sentence", "expected"),
+    [
+        ("Washington and the Pentagon said the U.S. would act.", {"us": ["Washington", "Pentagon", "U.S."]}),
+        (
+            "The Kremlin said Putin met Lavrov in Moscow.",
+            {"russia": ["Kremlin", "Putin", "Lavrov", "Moscow"]},
+        ),
+        (
+            "The UN Security Council and the General Assembly met; the U.N. chief spoke.",
+            {"un": ["UN Security Council", "General Assembly", "U.N."]},
+        ),
+        (
+            "US-led efforts were blocked by Russia at the United Nations.",
+            {"us": ["US-led"], "russia": ["Russia"], "un": ["United Nations"]},
+        ),
+        ("She flew from Latin America to read the Washington Post.", {}),
+        ("LET US GO NOW, THEY SAID LOUDLY.", {}),
+        ("The unclear union of states.", {}),
+    ],
+)
+def test_mentions_by_alias(sentence: str, expected: dict[str, list[str]]) -> None:
+    found: dict[str, list[str]] = {}
+    for mention in find_mentions(sentence):
+        found.setdefault(mention.target, []).append(mention.text)
+        assert sentence[mention.start : mention.end] == mention.text
+    assert found == expected
+
+
+@pytest.mark.parametrize("seed", sorted(SEED_TEXTS))
+def test_seed_stance_evidence_has_correct_offsets(seed: str, scorer: LexiconScorer) -> None:
+    text = SEED_TEXTS[seed]
+    report = analyse_stance(text, scorer)
+    assert set(report.targets) == {"us", "russia", "un"}
+    for target in report.targets.values():
+        assert -1 <= target.score <= 1
+        assert 0 <= target.confidence <= 1
+        if target.label == "not_mentioned":
+            assert target.mentions == 0
+            assert target.evidence == ()
+            continue
+        assert target.mentions >= 1
+        assert target.evidence
+        for evidence in target.evidence:
+            assert text[evidence.start : evidence.end] == evidence.text
+            for mention in evidence.mentions:
+                assert text[mention.start : mention.end] == mention.text
+                assert evidence.start <= mention.start < mention.end <= evidence.end
+
+
+def test_un_is_not_mentioned_only_in_004(scorer: LexiconScorer) -> None:
+    labels = {seed: analyse_stance(text, scorer).targets["un"].label for seed, text in SEED_TEXTS.items()}
+    assert labels["004"] == "not_mentioned"
+    assert all(label != "not_mentioned" for seed, label in labels.items() if seed != "004")
+    for text in SEED_TEXTS.values():
+        report = analyse_stance(text, scorer)
+        assert report.targets["us"].label != "not_mentioned"
+        assert report.targets["russia"].label != "not_mentioned"
+
+
+class _FixedScorer:
+    """Gives every sentence the same probabilities: isolates the aggregation arithmetic."""
+
+    version = "fixed"
+
+    def __init__(self, rows: dict[str, list[float]]) -> None:
+        self.rows = rows
+
+    def predict(self, items: Sequence[TargetedSentence]) -> npt.NDArray[np.float64]:
+        return np.array([self.rows[item.text[item.start : item.end]] for item in items])
+
+
+def test_aggregation_weights_names_above_adjectives() -> None:
+    text = "Russia praised the deal. Russian caviar prices fell sharply."
+    scorer = _FixedScorer({"Russia": [0.1, 0.2, 0.7], "Russian": [0.8, 0.1, 0.1]})
+    russia = analyse_stance(text, scorer).targets["russia"]
+    # weights 1.0 (name) and 0.4 (adjective): mean = (1.0*[.1,.2,.7] + .4*[.8,.1,.1]) / 1.4
+    expected = (np.array([0.1, 0.2, 0.7]) + 0.4 * np.array([0.8, 0.1, 0.1])) / 1.4
+    assert russia.label == "positive"
+    assert russia.score == pytest.approx(expected[2] - expected[0], abs=1e-4)
+    assert russia.confidence == pytest.approx(expected[2], abs=1e-4)
+    assert russia.mentions == 2
+    assert [e.text for e in russia.evidence] == [
+        "Russia praised the deal.",
+        "Russian caviar prices fell sharply.",
+    ]
+
+
+def test_lexicon_scorer_reads_clear_sentences(scorer: LexiconScorer) -> None:
+    text = "Washington praised the brave and generous aid. The Kremlin's brutal attack killed dozens."
+    report = analyse_stance(text, scorer)
+    assert report.targets["us"].label == "positive"
+    assert report.targets["russia"].label == "negative"
+    assert report.targets["un"].label == "not_mentioned"

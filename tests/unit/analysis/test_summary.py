@@ -1,0 +1,74 @@
+"""Extractive summary: whole sentences, in order, with offsets, of the requested length, no boilerplate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from workers.analysis.summary import MAX_SENTENCES, summarize
+
+SEEDS = Path(__file__).resolve().parents[3] / "seeds"
+SEED_TEXTS = {p.stem[:3]: p.read_text(encoding="utf-8") for p in sorted(SEEDS.glob("*.txt"))}
+
+
+@pytest.mark.parametrize("seed", sorted(SEED_TEXTS))
+def test_seed_summary_is_three_whole_sentences_in_order(seed: str) -> None:
+    text = SEED_TEXTS[seed]
+    summary = summarize(text)
+    assert len(summary.sentences) == 3
+    starts = [s.start for s in summary.sentences]
+    assert starts == sorted(starts)
+    for sentence in summary.sentences:
+        assert text[sentence.start : sentence.end] == sentence.text
+        assert sentence.text[-1] in '.!?”"’'  # whole sentences, not headlines or fragments
+    assert summary.text == " ".join(s.text for s in summary.sentences)
+
+
+@pytest.mark.parametrize("seed", sorted(SEED_TEXTS))
+def test_seed_summary_has_no_boilerplate(seed: str) -> None:
+    summary = summarize(SEED_TEXTS[seed]).text.lower()
+    for marker in (
+        "follow us",
+        "image source",
+        "also read",
+        "source:",
+        "originally published",
+        "photo:",
+        "inputs from",
+    ):
+        assert marker not in summary
+
+
+def test_length_options() -> None:
+    text = SEED_TEXTS["004"]
+    assert len(summarize(text, sentences=1).sentences) == 1
+    assert len(summarize(text, sentences=5).sentences) == 5
+    body = 15  # 004 has 15 body sentences
+    assert len(summarize(text, ratio=0.2).sentences) == 3  # ceil(15 * 0.2)
+    assert len(summarize(text, sentences=MAX_SENTENCES + 10).sentences) == body
+
+
+def test_lead_sentence_of_a_wire_story_is_chosen() -> None:
+    summary = summarize(SEED_TEXTS["000"])
+    assert summary.sentences[0].text.startswith("North Korea’s Foreign Ministry said it has agreed")
+
+
+def test_short_and_empty_texts() -> None:
+    assert summarize("").sentences == ()
+    one = summarize("Only one short line.")
+    assert [s.text for s in one.sentences] == ["Only one short line."]
+
+
+def test_near_repeated_sentences_are_not_both_chosen() -> None:
+    repeated = "The minister announced a new budget for schools and hospitals on Monday."
+    text = " ".join(
+        [
+            repeated,
+            repeated,
+            "Critics said the plan was not enough for rural areas.",
+            "Unions will meet on Friday to discuss it.",
+        ]
+    )
+    texts = [s.text for s in summarize(text, sentences=2).sentences]
+    assert texts.count(repeated) == 1

@@ -1,0 +1,107 @@
+"""Text preparation: boilerplate and markup go, offsets keep pointing into the submitted text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from workers.analysis.text import has_words, prepare
+
+SEEDS = Path(__file__).resolve().parents[3] / "seeds"
+
+
+@pytest.mark.parametrize("path", sorted(SEEDS.glob("*.txt")), ids=lambda p: p.stem[:3])
+def test_seed_sentences_slice_the_original_text(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    doc = prepare(text)
+    assert len(doc.sentences) >= 10
+    for sentence in doc.sentences:
+        assert text[sentence.start : sentence.end] == sentence.text
+
+
+@pytest.mark.parametrize(
+    ("seed", "boilerplate"),
+    [
+        ("000", "date 2024-01-21"),
+        ("001", "SOURCE:AP"),
+        ("001", "/ Photo: AP Archive"),
+        ("001", "January 21, 2024"),
+        ("002", "Follow us on"),
+        ("002", "Image Source"),
+        ("002", "Also Read:"),
+        ("002", "(With inputs from agencies)"),
+        ("004", "This article was originally published"),
+    ],
+)
+def test_seed_boilerplate_is_removed(seed: str, boilerplate: str) -> None:
+    text = next(SEEDS.glob(f"{seed}_*.txt")).read_text(encoding="utf-8")
+    assert boilerplate in text
+    doc = prepare(text)
+    assert boilerplate not in doc.clean
+    assert all(boilerplate not in sentence.text for sentence in doc.sentences)
+
+
+def test_prefix_boilerplate_keeps_the_rest_of_the_line() -> None:
+    doc = prepare(" date 2024-01-21 North Korea said it agreed. More follows here.")
+    assert doc.sentences[0].text == "North Korea said it agreed."
+    assert doc.sentences[0].start == 17
+
+
+def test_html_is_stripped_and_offsets_point_into_the_markup() -> None:
+    html = (
+        "<html><head><title>T</title><script>var x = 'The U.S. said';</script></head><body>"
+        "<h1>Big &amp; bold</h1><p>The U.S. said <b>never</b>. Russia&#39;s envoy agreed.</p>"
+        "<figure><img src='x.jpg'><figcaption>A caption</figcaption></figure>"
+        "<p>Second paragraph &mdash; here.</p></body></html>"
+    )
+    doc = prepare(html)
+    texts = [s.text for s in doc.sentences]
+    assert texts == [
+        "Big & bold",
+        "The U.S. said never.",
+        "Russia's envoy agreed.",
+        "Second paragraph — here.",
+    ]
+    assert doc.sentences[0].is_heading
+    assert html[doc.sentences[1].start : doc.sentences[1].end] == "The U.S. said <b>never</b>."
+    assert html[doc.sentences[2].start : doc.sentences[2].end] == "Russia&#39;s envoy agreed."
+    assert "var x" not in doc.clean
+    assert "caption" not in doc.clean
+
+
+def test_titles_do_not_end_sentences() -> None:
+    doc = prepare("Mr. Kim left at 3 p.m. on Friday. Dr. Lee stayed. Then it rained.")
+    assert [s.text for s in doc.sentences] == [
+        "Mr. Kim left at 3 p.m. on Friday.",
+        "Dr. Lee stayed.",
+        "Then it rained.",
+    ]
+
+
+def test_invisible_and_control_characters_are_dropped_but_offsets_hold() -> None:
+    text = "Zero\u200bwidth here.\x00 Next one."
+    doc = prepare(text)
+    assert doc.sentences[0].text == "Zerowidth here."
+    assert (doc.sentences[0].start, doc.sentences[0].end) == (0, 16)
+    assert text[doc.sentences[1].start : doc.sentences[1].end] == "Next one."
+
+
+def test_words_carry_original_offsets() -> None:
+    text = "<p>Hello <i>world</i>, it’s me.</p>"
+    words = prepare(text).words
+    assert [w.text for w in words] == ["Hello", "world", "it’s", "me"]
+    assert all(text[w.start : w.end] == w.text for w in words)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("", False), ("  \n\t", False), ("12 34 !!", False), ("ok", True), ("Сергей", True)],
+)
+def test_has_words(text: str, expected: bool) -> None:
+    assert has_words(text) is expected
+
+
+def test_empty_and_markup_only_texts_have_no_sentences() -> None:
+    assert prepare("").sentences == ()
+    assert prepare("<p></p><script>alert(1)</script>").sentences == ()

@@ -1,0 +1,244 @@
+"""Stance toward the United States, Russia and the United Nations, with the evidence behind it.
+
+Mentions are found through the alias lists in `data/targets.json`. Each sentence that mentions a
+target is judged by a sentence-level scorer (probabilities of negative / neutral / positive toward the
+mention); the article-level stance is the weighted mean of those probabilities.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from workers.analysis.text import Document, Sentence, prepare
+
+VERSION = "stance-1"
+
+Label = Literal["negative", "neutral", "positive", "not_mentioned"]
+MentionKind = Literal["name", "metonym", "person", "adjective"]
+LABELS: tuple[Label, Label, Label] = ("negative", "neutral", "positive")
+TARGET_KEYS = ("us", "russia", "un")
+
+# How much a sentence counts toward the article's stance, by the kind of mention it holds. A demonym
+# ("Russian oil", "a US rapper") is often about something else, so it counts least.
+KIND_WEIGHTS: dict[MentionKind, float] = {"name": 1.0, "metonym": 1.0, "person": 0.7, "adjective": 0.4}
+_KIND_RANK: dict[MentionKind, int] = {"name": 0, "metonym": 1, "person": 2, "adjective": 3}
+MAX_EVIDENCE = 5
+
+
+@dataclass(frozen=True, slots=True)
+class TargetedSentence:
+    """A sentence and the span of one target mention inside it (offsets into `text`)."""
+
+    text: str
+    start: int
+    end: int
+
+
+class SentenceScorer(Protocol):
+    """Judges the sentiment a sentence expresses toward the marked mention."""
+
+    version: str
+
+    def predict(self, items: Sequence[TargetedSentence]) -> npt.NDArray[np.float64]:
+        """Rows of P(negative), P(neutral), P(positive), one per item."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Mention:
+    target: str
+    text: str
+    start: int
+    end: int
+    kind: MentionKind
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    text: str
+    start: int
+    end: int
+    label: Label
+    score: float
+    confidence: float
+    mentions: tuple[Mention, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TargetStance:
+    label: Label
+    score: float
+    confidence: float
+    mentions: int
+    evidence: tuple[Evidence, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StanceReport:
+    targets: dict[str, TargetStance]
+
+
+@dataclass(frozen=True)
+class _Target:
+    key: str
+    name: str
+    pattern: re.Pattern[str]
+    kinds: dict[str, MentionKind]
+    exclude: re.Pattern[str] | None
+
+
+@cache
+def targets() -> tuple[_Target, ...]:
+    """The stance targets, compiled from the alias data file."""
+    raw = json.loads(resources.files("workers.analysis").joinpath("data/targets.json").read_text("utf-8"))
+    compiled = []
+    for key, spec in raw["targets"].items():
+        kinds: dict[str, MentionKind] = {
+            alias: kind for kind, aliases in spec["aliases"].items() for alias in aliases
+        }
+        exclude = _alternation(spec.get("exclude", []))
+        compiled.append(
+            _Target(
+                key=key, name=spec["name"], pattern=_alternation(list(kinds)), kinds=kinds, exclude=exclude
+            )  # type: ignore[arg-type]
+        )
+    return tuple(compiled)
+
+
+def _alternation(phrases: list[str]) -> re.Pattern[str]:
+    # Longest first so "UN Security Council" wins over "UN"; whole words only, but a trailing period
+    # belongs to the alias ("U.S.") and a hyphenated compound keeps its own alias ("US-led").
+    body = "|".join(re.escape(p) for p in sorted(phrases, key=len, reverse=True))
+    return re.compile(rf"(?<![\w\-.])(?:{body})(?![\w]|-\w)")
+
+
+def find_mentions(sentence_text: str, offset: int = 0) -> list[Mention]:
+    """All target mentions in a sentence, offsets shifted by `offset`."""
+    shouting = _mostly_uppercase(sentence_text)
+    mentions = []
+    for target in targets():
+        excluded = [m.span() for m in target.exclude.finditer(sentence_text)] if target.exclude else []
+        for match in target.pattern.finditer(sentence_text):
+            start, end = match.span()
+            if any(s <= start < e or s < end <= e for s, e in excluded):
+                continue
+            if shouting and match.group() in {"US", "UN"}:
+                continue  # "TELL US" in an all-caps headline is a pronoun
+            kind = target.kinds[match.group()]
+            mentions.append(Mention(target.key, match.group(), start + offset, end + offset, kind))
+    return mentions
+
+
+def analyse_stance(text: str | Document, scorer: SentenceScorer) -> StanceReport:
+    """The stance toward each target, from the sentences that mention it."""
+    doc = text if isinstance(text, Document) else prepare(text)
+    per_target: dict[str, list[tuple[Sentence, list[Mention]]]] = {key: [] for key in TARGET_KEYS}
+    for sentence in doc.sentences:
+        found = find_mentions(sentence.text)
+        for key in TARGET_KEYS:
+            own = [m for m in found if m.target == key]
+            if own:
+                per_target[key].append((sentence, own))
+
+    items: list[TargetedSentence] = []
+    for pairs in per_target.values():
+        for sentence, mentions in pairs:
+            lead = min(mentions, key=lambda m: (_KIND_RANK[m.kind], m.start))
+            items.append(TargetedSentence(sentence.text, lead.start, lead.end))
+    probabilities = scorer.predict(items) if items else np.zeros((0, 3))
+
+    report: dict[str, TargetStance] = {}
+    row = 0
+    for key in TARGET_KEYS:
+        pairs = per_target[key]
+        report[key] = _aggregate(doc, pairs, probabilities[row : row + len(pairs)])
+        row += len(pairs)
+    return StanceReport(report)
+
+
+def _aggregate(
+    doc: Document, pairs: list[tuple[Sentence, list[Mention]]], probabilities: npt.NDArray[np.float64]
+) -> TargetStance:
+    if not pairs:
+        return TargetStance(label="not_mentioned", score=0.0, confidence=1.0, mentions=0, evidence=())
+    weights = np.array([max(KIND_WEIGHTS[m.kind] for m in mentions) for _, mentions in pairs])
+    mean = (weights[:, None] * probabilities).sum(axis=0) / weights.sum()
+    label_index = int(mean.argmax())
+    drivers = sorted(range(len(pairs)), key=lambda i: -weights[i] * probabilities[i, label_index])
+    evidence = tuple(
+        _evidence(doc, pairs[i][0], pairs[i][1], probabilities[i]) for i in sorted(drivers[:MAX_EVIDENCE])
+    )
+    return TargetStance(
+        label=LABELS[label_index],
+        score=round(float(mean[2] - mean[0]), 4),
+        confidence=round(float(mean[label_index]), 4),
+        mentions=sum(len(mentions) for _, mentions in pairs),
+        evidence=evidence,
+    )
+
+
+def _evidence(
+    doc: Document, sentence: Sentence, mentions: list[Mention], probs: npt.NDArray[np.float64]
+) -> Evidence:
+    index = int(probs.argmax())
+    return Evidence(
+        text=sentence.text,
+        start=sentence.start,
+        end=sentence.end,
+        label=LABELS[index],
+        score=round(float(probs[2] - probs[0]), 4),
+        confidence=round(float(probs[index]), 4),
+        mentions=tuple(_to_original(doc, sentence, m) for m in mentions),
+    )
+
+
+def _to_original(doc: Document, sentence: Sentence, mention: Mention) -> Mention:
+    """Shift a mention found in a sentence's text onto the submitted text."""
+    if doc.original[sentence.start : sentence.end] == sentence.text:
+        start, end = sentence.start + mention.start, sentence.start + mention.end
+    else:  # marked-up source: find the mention inside the sentence's original span
+        found = doc.original.find(mention.text, sentence.start, sentence.end)
+        start, end = (found, found + len(mention.text)) if found != -1 else (sentence.start, sentence.end)
+    return Mention(mention.target, mention.text, start, end, mention.kind)
+
+
+def _mostly_uppercase(text: str) -> bool:
+    letters = [c for c in text if c.isalpha()]
+    return len(letters) >= 6 and sum(c.isupper() for c in letters) > 0.7 * len(letters)
+
+
+class LexiconScorer:
+    """VADER's lexicon and rules over the words around the mention: fast, no model files, uncalibrated.
+
+    Used where the trained model is not wanted (unit tests, minimal installs).
+    """
+
+    version = "vader-3.3.2"
+    _WINDOW = 12  # words either side of the mention
+
+    def __init__(self) -> None:
+        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer  # noqa: PLC0415
+
+        self._analyzer = SentimentIntensityAnalyzer()
+
+    def predict(self, items: Sequence[TargetedSentence]) -> npt.NDArray[np.float64]:
+        rows = np.zeros((len(items), 3))
+        for i, item in enumerate(items):
+            before = item.text[: item.start].split()[-self._WINDOW :]
+            after = item.text[item.end :].split()[: self._WINDOW]
+            window = " ".join([*before, item.text[item.start : item.end], *after])
+            compound = self._analyzer.polarity_scores(window)["compound"]
+            strength = min(1.0, abs(compound)) * 0.9
+            side = 2 if compound > 0 else 0
+            rows[i, side] = strength if abs(compound) >= 0.05 else 0.0
+            rows[i, 1] = 1.0 - rows[i, side]
+        return rows

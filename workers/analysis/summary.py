@@ -1,0 +1,225 @@
+"""Extractive summary: pick the article's most representative sentences, keep them whole and in order."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+from workers.analysis.text import Document, Sentence, prepare
+
+VERSION = "summary-1"
+
+DEFAULT_SENTENCES = 3
+MAX_SENTENCES = 20
+_MIN_WORDS = 5
+_TOKEN = re.compile(r"[^\W\d_]{2,}")
+# Function words carry no topic; without them centrality measures content overlap.
+_STOPWORDS = frozenset(
+    [
+        "a",
+        "about",
+        "above",
+        "after",
+        "again",
+        "against",
+        "all",
+        "also",
+        "am",
+        "an",
+        "and",
+        "any",
+        "are",
+        "as",
+        "at",
+        "be",
+        "because",
+        "been",
+        "before",
+        "being",
+        "below",
+        "between",
+        "both",
+        "but",
+        "by",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "doing",
+        "down",
+        "during",
+        "each",
+        "few",
+        "for",
+        "from",
+        "further",
+        "had",
+        "has",
+        "have",
+        "having",
+        "he",
+        "her",
+        "here",
+        "hers",
+        "herself",
+        "him",
+        "himself",
+        "his",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "itself",
+        "just",
+        "me",
+        "more",
+        "most",
+        "my",
+        "myself",
+        "no",
+        "nor",
+        "not",
+        "now",
+        "of",
+        "off",
+        "on",
+        "once",
+        "only",
+        "or",
+        "other",
+        "our",
+        "ours",
+        "out",
+        "over",
+        "own",
+        "said",
+        "same",
+        "says",
+        "she",
+        "should",
+        "so",
+        "some",
+        "such",
+        "than",
+        "that",
+        "the",
+        "their",
+        "theirs",
+        "them",
+        "themselves",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "through",
+        "to",
+        "too",
+        "under",
+        "until",
+        "up",
+        "very",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "who",
+        "whom",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "yours",
+    ]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SummarySentence:
+    text: str
+    start: int
+    end: int
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    sentences: tuple[SummarySentence, ...]
+
+    @property
+    def text(self) -> str:
+        return " ".join(sentence.text for sentence in self.sentences)
+
+
+def summarize(text: str | Document, *, sentences: int | None = None, ratio: float | None = None) -> Summary:
+    """Choose `sentences` sentences (or `ratio` of them) that best cover the article, in original order.
+
+    A sentence's score mixes its similarity to the whole article (centrality) with a prior for early
+    sentences, because news puts the essentials first; near-repeats of a chosen sentence are skipped.
+    """
+    doc = text if isinstance(text, Document) else prepare(text)
+    candidates = [s for s in doc.body_sentences if len(s.text.split()) >= _MIN_WORDS] or list(
+        doc.body_sentences
+    )
+    if not candidates:
+        return Summary(())
+    wanted = _wanted_count(len(candidates), sentences, ratio)
+    vectors = [_term_vector(s.text) for s in candidates]
+    centroid: Counter[str] = Counter()
+    for vector in vectors:
+        centroid.update(vector)
+    scores = [
+        0.6 * _cosine(vector, centroid) + 0.4 * _position_prior(index) for index, vector in enumerate(vectors)
+    ]
+    chosen: list[int] = []
+    for index in sorted(range(len(candidates)), key=lambda i: -scores[i]):
+        if len(chosen) == wanted:
+            break
+        if any(_cosine(vectors[index], vectors[other]) > 0.7 for other in chosen):
+            continue  # a near-repeat says nothing new
+        chosen.append(index)
+    return Summary(tuple(_summary_sentence(candidates[i], scores[i]) for i in sorted(chosen)))
+
+
+def _wanted_count(available: int, sentences: int | None, ratio: float | None) -> int:
+    if sentences is not None:
+        count = sentences
+    elif ratio is not None:
+        count = math.ceil(available * ratio)
+    else:
+        count = DEFAULT_SENTENCES
+    return max(1, min(count, MAX_SENTENCES, available))
+
+
+def _summary_sentence(sentence: Sentence, score: float) -> SummarySentence:
+    return SummarySentence(text=sentence.text, start=sentence.start, end=sentence.end, score=round(score, 4))
+
+
+def _term_vector(text: str) -> Counter[str]:
+    return Counter(t for t in (m.lower() for m in _TOKEN.findall(text)) if t not in _STOPWORDS)
+
+
+def _cosine(left: Counter[str], right: Counter[str]) -> float:
+    if not left or not right:
+        return 0.0
+    dot = sum(count * right[term] for term, count in left.items())
+    norm = math.sqrt(sum(v * v for v in left.values())) * math.sqrt(sum(v * v for v in right.values()))
+    return dot / norm
+
+
+def _position_prior(index: int) -> float:
+    return 1.0 / (1.0 + 0.5 * index)
