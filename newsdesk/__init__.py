@@ -1,0 +1,1 @@
+"""newsdesk: news-article analysis service (shared core: settings, store, CLI)."""

@@ -1,0 +1,82 @@
+"""Configuration: read once from the environment (or a mapping in tests) into one frozen object."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting, with its environment variable in the field's metadata."""
+
+    redis_url: str = field(default=DEFAULT_REDIS_URL, metadata={"env": "REDIS_URL"})
+    key_prefix: str = field(default="newsdesk", metadata={"env": "NEWSDESK_KEY_PREFIX"})
+    # Request limits: a body over max_body_bytes is refused with 413 before it is read.
+    max_body_bytes: int = field(default=1_048_576, metadata={"env": "NEWSDESK_MAX_BODY_BYTES"})
+    max_text_chars: int = field(default=200_000, metadata={"env": "NEWSDESK_MAX_TEXT_CHARS"})
+    # Analyses
+    summary_sentences: int = field(default=3, metadata={"env": "NEWSDESK_SUMMARY_SENTENCES"})
+    stance_scorer: str = field(default="model", metadata={"env": "NEWSDESK_STANCE_SCORER"})
+    duplicate_threshold: float | None = field(default=None, metadata={"env": "NEWSDESK_DUPLICATE_THRESHOLD"})
+    partial_threshold: float | None = field(default=None, metadata={"env": "NEWSDESK_PARTIAL_THRESHOLD"})
+    # Seeds loaded into the store when `newsdesk run` or the compose API container starts.
+    seeds_dir: Path = field(default=PROJECT_ROOT / "seeds", metadata={"env": "NEWSDESK_SEEDS_DIR"})
+    # Delivery: a task running longer than task_time_limit is killed; the broker hands an unacknowledged
+    # message to another worker after visibility_timeout, so it must stay well above the time limit.
+    task_time_limit: int = field(default=120, metadata={"env": "NEWSDESK_TASK_TIME_LIMIT"})
+    visibility_timeout: int = field(default=900, metadata={"env": "NEWSDESK_VISIBILITY_TIMEOUT"})
+    idempotency_ttl: int = field(default=86_400, metadata={"env": "NEWSDESK_IDEMPOTENCY_TTL"})
+    worker_concurrency: int = field(default=2, metadata={"env": "NEWSDESK_WORKER_CONCURRENCY"})
+    # Redis answers within milliseconds; a longer wait means it is down, and clients get a 503 fast.
+    redis_timeout: float = field(default=1.0, metadata={"env": "NEWSDESK_REDIS_TIMEOUT"})
+    log_level: str = field(default="INFO", metadata={"env": "NEWSDESK_LOG_LEVEL"})
+    log_format: str = field(default="keyvalue", metadata={"env": "NEWSDESK_LOG_FORMAT"})
+
+    def __post_init__(self) -> None:
+        if self.visibility_timeout <= self.task_time_limit * 2:
+            raise ValueError(
+                "NEWSDESK_VISIBILITY_TIMEOUT must be more than twice NEWSDESK_TASK_TIME_LIMIT, or a slow "
+                "analysis would be handed to a second worker while the first still runs it"
+            )
+        if self.log_format not in {"keyvalue", "json"}:
+            raise ValueError("NEWSDESK_LOG_FORMAT must be 'keyvalue' or 'json'")
+        if self.stance_scorer not in {"model", "lexicon"}:
+            raise ValueError("NEWSDESK_STANCE_SCORER must be 'model' or 'lexicon'")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from environment variables; keyword overrides win."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for spec in fields(cls):
+            raw = environ.get(spec.metadata["env"])
+            if raw is not None and raw != "":
+                values[spec.name] = _convert(spec.type, raw, spec.metadata["env"])
+        values.update(overrides)
+        return cls(**values)
+
+    @classmethod
+    def documented(cls) -> list[tuple[str, str]]:
+        """(environment variable, default) pairs, for the README and the example env file."""
+        return [(spec.metadata["env"], str(spec.default)) for spec in fields(cls)]
+
+
+def _convert(kind: Any, raw: str, name: str) -> Any:
+    text = str(kind)
+    try:
+        if text.startswith("int"):
+            return int(raw)
+        if text.startswith("float"):
+            return float(raw)
+        if text.startswith("Path"):
+            return Path(raw)
+    except ValueError as error:
+        raise ValueError(f"{name}: cannot read {raw!r} as {text.split(' ', maxsplit=1)[0]}") from error
+    return raw

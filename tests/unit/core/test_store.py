@@ -1,0 +1,119 @@
+"""The Redis data layer, over fakeredis (which runs the same Lua scripts)."""
+
+from __future__ import annotations
+
+import pytest
+
+from newsdesk.store import ANALYSES, IdempotencyConflict, NewArticle, Seed, Store
+
+
+def _sketch(text: str) -> bytes:
+    return text[:8].encode()
+
+
+def test_create_and_read_article(store: Store) -> None:
+    submitted = store.create_article(
+        NewArticle(text="Hello world.", title="T", options={"summary_sentences": 2})
+    )
+    assert submitted.created
+    article = store.get_article(submitted.article_id)
+    assert article is not None
+    assert article.status == "queued"
+    assert article.text == "Hello world."
+    assert article.metadata == {"title": "T"}
+    assert article.options == {"summary_sentences": 2}
+    assert {name: state.status for name, state in article.analyses.items()} == dict.fromkeys(
+        ANALYSES, "queued"
+    )
+
+
+def test_unknown_article_is_none(store: Store) -> None:
+    assert store.get_article("nope") is None
+    assert store.start_analysis("nope", "summary") is None
+    assert store.finish_analysis("nope", "summary", result={}, version="v") is None
+    assert store.get_article("nope") is None  # finishing did not create it
+
+
+def test_idempotency_key_returns_the_same_article(store: Store) -> None:
+    first = store.create_article(NewArticle(text="A."), idempotency_key="k1", digest="d")
+    again = store.create_article(NewArticle(text="A."), idempotency_key="k1", digest="d")
+    assert again.article_id == first.article_id
+    assert not again.created
+    other = store.create_article(NewArticle(text="A."), idempotency_key="k2", digest="d")
+    assert other.article_id != first.article_id
+    assert store.list_article_ids() == [other.article_id, first.article_id]
+
+
+def test_idempotency_key_with_another_body_conflicts(store: Store) -> None:
+    first = store.create_article(NewArticle(text="A."), idempotency_key="k", digest="d1")
+    with pytest.raises(IdempotencyConflict) as raised:
+        store.create_article(NewArticle(text="B."), idempotency_key="k", digest="d2")
+    assert raised.value.article_id == first.article_id
+
+
+def test_status_follows_the_analyses(store: Store) -> None:
+    article_id = store.create_article(NewArticle(text="A.")).article_id
+    assert store.start_analysis(article_id, "summary") == ("queued", 1)
+    assert store.get_article(article_id).status == "running"  # type: ignore[union-attr]
+    assert store.finish_analysis(article_id, "summary", result={"text": "A."}, version="s1") == "running"
+    store.start_analysis(article_id, "stance")
+    assert store.finish_analysis(article_id, "stance", result={"targets": {}}, version="t1") == "running"
+    store.start_analysis(article_id, "duplicates")
+    assert store.finish_analysis(article_id, "duplicates", result={"matches": []}, version="d1") == "done"
+    article = store.get_article(article_id)
+    assert article is not None
+    assert article.status == "done"
+    assert article.finished_at
+    assert article.analyses["summary"].result == {"text": "A."}
+    assert article.analyses["summary"].version == "s1"
+    assert article.analyses["summary"].attempts == 1
+
+
+def test_one_failed_analysis_fails_the_article_but_keeps_the_others(store: Store) -> None:
+    article_id = store.create_article(NewArticle(text="A.")).article_id
+    store.finish_analysis(article_id, "summary", result={"text": "A."}, version="s1")
+    store.finish_analysis(
+        article_id, "stance", result=None, version="", error="stance analysis failed (ValueError)"
+    )
+    assert store.finish_analysis(article_id, "duplicates", result={"matches": []}, version="d1") == "failed"
+    article = store.get_article(article_id)
+    assert article is not None
+    assert article.analyses["stance"].error == "stance analysis failed (ValueError)"
+    assert article.analyses["summary"].status == "done"
+
+
+def test_redelivered_result_overwrites(store: Store) -> None:
+    article_id = store.create_article(NewArticle(text="A.")).article_id
+    store.finish_analysis(article_id, "summary", result={"text": "first"}, version="s1")
+    assert store.start_analysis(article_id, "summary") == ("done", 1)
+    store.finish_analysis(article_id, "summary", result={"text": "second"}, version="s1")
+    article = store.get_article(article_id)
+    assert article is not None
+    assert article.analyses["summary"].result == {"text": "second"}
+    assert article.analyses["summary"].status == "done"  # starting again did not reset a finished analysis
+
+
+def test_seeds_are_stored_listed_and_logged(store: Store) -> None:
+    seeds = [Seed("b", "Bee text."), Seed("a", "Ay text.", title="A"), Seed("c", "See text.")]
+    assert store.add_seeds(seeds, _sketch) == (3, 0)
+    assert store.add_seeds(seeds, _sketch) == (0, 3)  # same texts: nothing to do
+    assert store.add_seeds([Seed("a", "Changed text.")], _sketch) == (1, 0)
+    assert [s.id for s in store.list_seeds()] == ["a", "b", "c"]
+    assert [s.id for s in store.list_seeds(after="a", limit=1)] == ["b"]
+    assert store.count_seeds() == 3
+    seed = store.get_seed("a")
+    assert seed is not None
+    assert seed.text == "Changed text."
+    assert seed.title is None
+    assert store.seed_texts(["a", "missing", "c"]) == {"a": "Changed text.", "c": "See text."}
+    position, added = store.seed_sketches_since(0)
+    assert position == 4
+    assert added[-1] == ("a", b"Changed ")
+    assert store.seed_sketches_since(position) == (4, [])
+
+
+def test_worker_heartbeats(store: Store) -> None:
+    store.worker_heartbeat("w1")
+    assert store.live_workers(10) == ["w1"]
+    store.worker_gone("w1")
+    assert store.live_workers(10) == []
