@@ -1,0 +1,75 @@
+"""The Celery application: Redis broker, at-least-once delivery, one named queue per analysis.
+
+The API imports this module to enqueue tasks by name; it must stay free of analysis imports.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from newsdesk.settings import Settings
+
+# Task name -> queue. Ops can run workers on a subset of queues to give an expensive analysis more
+# processes (`newsdesk worker --queues stance`).
+ROUTES: dict[str, str] = {
+    "analysis.summary": "summary",
+    "analysis.stance": "stance",
+    "analysis.duplicates": "duplicates",
+}
+QUEUES: tuple[str, ...] = tuple(dict.fromkeys(ROUTES.values()))
+
+
+def broker_transport_options(settings: Settings) -> dict[str, Any]:
+    return {
+        # An unacknowledged message goes back to the queue after this long; it must outlast any task.
+        "visibility_timeout": settings.visibility_timeout,
+        # Keys of the queues live under the service's prefix, so several deployments (or test runs)
+        # can share one Redis.
+        "global_keyprefix": f"{settings.key_prefix}:celery:",
+        "socket_timeout": settings.redis_timeout * 5,
+        "socket_connect_timeout": settings.redis_timeout,
+    }
+
+
+def create_celery(settings: Settings) -> Celery:
+    app = Celery("newsdesk", set_as_current=False)
+    transport = broker_transport_options(settings)
+    app.conf.update(
+        broker_url=settings.redis_url,
+        broker_transport_options=transport,
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=settings.redis_timeout,
+        # Publishing gives up fast when Redis is down, so the API can answer 503 instead of hanging.
+        task_publish_retry_policy={
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 0.2,
+        },
+        # The store holds results; Celery's result backend would be a second, unread copy.
+        task_ignore_result=True,
+        task_store_errors_even_if_ignored=False,
+        # At-least-once: acknowledge after the task ran; give a message back if its process died.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_time_limit=settings.task_time_limit,
+        task_soft_time_limit=max(1, settings.task_time_limit - 10),
+        task_routes={name: {"queue": queue} for name, queue in ROUTES.items()},
+        task_default_queue=QUEUES[0],
+        task_serializer="json",
+        accept_content=["json"],
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        enable_utc=True,
+    )
+    return app
+
+
+def enqueue_analyses(app: Celery, article_id: str) -> None:
+    """Send one task per analysis; each message carries only the article id."""
+    for name in ROUTES:
+        app.send_task(name, args=[article_id])

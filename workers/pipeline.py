@@ -1,0 +1,142 @@
+"""Runs one analysis of one stored article and stores its result: the work behind every task.
+
+Knows the store and the pure analysis functions; knows nothing of Celery, so it runs the same in a
+worker, in the evaluation command and in the benchmark.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+from newsdesk.settings import Settings
+from newsdesk.store import Article, Store
+from workers.analysis import duplicates, stance, summary
+from workers.analysis.stance import SentenceScorer
+from workers.analysis.text import prepare
+
+log = logging.getLogger(__name__)
+
+
+def load_scorer(kind: str) -> SentenceScorer:
+    """The sentence-level stance scorer a setting names: the trained model, or the lexicon."""
+    if kind == "lexicon":
+        return stance.LexiconScorer()
+    from workers.analysis.stance_model import OnnxStanceModel  # noqa: PLC0415 - onnxruntime only when used
+
+    return OnnxStanceModel.default()
+
+
+class SeedIndexCache:
+    """This process's duplicate index, kept in step with the seeds in the store.
+
+    Each check first reads the seeds added since the last one (a cheap LRANGE on the seed log), so a
+    seed added through the API is seen by every worker at its next article.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.index = duplicates.SeedIndex()
+        self._position = 0
+        self._lock = threading.Lock()
+
+    def refresh(self) -> duplicates.SeedIndex:
+        with self._lock:
+            self._position, added = self.store.seed_sketches_since(self._position)
+            for seed_id, seed_sketch in added:
+                self.index.add(seed_id, seed_sketch)
+        return self.index
+
+
+class Analyzers:
+    """The three analyses over a stored article, each returning (result, version)."""
+
+    def __init__(self, settings: Settings, store: Store, scorer: SentenceScorer | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self._scorer = scorer
+        self.seeds = SeedIndexCache(store)
+        self.thresholds = duplicates.thresholds_from(settings)
+
+    @property
+    def scorer(self) -> SentenceScorer:
+        if self._scorer is None:
+            self._scorer = load_scorer(self.settings.stance_scorer)
+        return self._scorer
+
+    def summary(self, article: Article) -> tuple[dict[str, Any], str]:
+        sentences = article.options.get("summary_sentences")
+        ratio = article.options.get("summary_ratio")
+        if sentences is None and ratio is None:
+            sentences = self.settings.summary_sentences
+        result = summary.summarize(article.text, sentences=sentences, ratio=ratio)
+        return {"sentences": [asdict(s) for s in result.sentences], "text": result.text}, summary.VERSION
+
+    def stance(self, article: Article) -> tuple[dict[str, Any], str]:
+        report = stance.analyse_stance(prepare(article.text), self.scorer)
+        targets = {key: _target_block(value) for key, value in report.targets.items()}
+        return {"targets": targets}, f"{stance.VERSION}+{self.scorer.version}"
+
+    def duplicates(self, article: Article) -> tuple[dict[str, Any], str]:
+        index = self.seeds.refresh()
+        report = duplicates.find_duplicates(article.text, index, self.store.seed_texts, self.thresholds)
+        return {
+            "is_duplicate": report.is_duplicate,
+            "matches": [asdict(match) for match in report.matches],
+            "seeds_checked": len(index),
+        }, duplicates.VERSION
+
+    def get(self, name: str) -> Callable[[Article], tuple[dict[str, Any], str]]:
+        analyses: dict[str, Callable[[Article], tuple[dict[str, Any], str]]] = {
+            "summary": self.summary,
+            "stance": self.stance,
+            "duplicates": self.duplicates,
+        }
+        return analyses[name]
+
+
+def _target_block(value: stance.TargetStance) -> dict[str, Any]:
+    block = asdict(value)
+    for item in block["evidence"]:
+        for mention in item["mentions"]:
+            del mention["target"]  # implied by the block it sits in
+    return block
+
+
+def run_analysis(store: Store, analyzers: Analyzers, article_id: str, name: str) -> str | None:
+    """Run one analysis of one article and store the outcome; returns the article's new status.
+
+    Safe to run twice (a redelivered message): a finished analysis is not redone, and a result
+    overwrites its own field rather than adding a second one. Errors talking to Redis propagate so the
+    caller can retry; an error inside the analysis is stored as that analysis's failure.
+    """
+    started = store.start_analysis(article_id, name)
+    if started is None:
+        log.warning("article not found", extra={"article_id": article_id, "analysis": name})
+        return None
+    previous, attempts = started
+    if previous == "done":
+        log.info("analysis already done", extra={"article_id": article_id, "analysis": name})
+        return None
+    article = store.get_article(article_id)
+    if article is None:
+        return None
+    try:
+        result, version = analyzers.get(name)(article)
+    except Exception as error:
+        log.exception(
+            "analysis failed", extra={"article_id": article_id, "analysis": name, "attempt": attempts}
+        )
+        return store.finish_analysis(
+            article_id,
+            name,
+            result=None,
+            version="",
+            error=f"{name} analysis failed ({type(error).__name__})",
+        )
+    status = store.finish_analysis(article_id, name, result=result, version=version)
+    log.info("analysis done", extra={"article_id": article_id, "analysis": name, "article_status": status})
+    return status
