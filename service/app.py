@@ -1,0 +1,110 @@
+"""The Flask application factory: configuration, services, routes, request guards and headers."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import swagger_ui_bundle
+from flask import Flask, Response, g, redirect, request, send_from_directory
+from werkzeug.wrappers import Response as BaseResponse
+
+from newsdesk.settings import Settings
+from newsdesk.store import Store
+from service.app_context import Services
+from service.body import read_json_body
+from service.problems import ProblemApi
+from service.queue import ArticleQueue, CeleryQueue
+from service.views import articles, health, seeds
+from workers.celery_app import create_celery
+
+log = logging.getLogger(__name__)
+
+_DESCRIPTION = (
+    "Submit news articles; poll for an extractive summary, stance toward the United States, Russia and "
+    "the United Nations, and near-duplicates among stored seed articles."
+)
+_SWAGGER_ASSETS = Path(swagger_ui_bundle.swagger_ui_path)
+_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+_API_CSP = "default-src 'none'; frame-ancestors 'none'"
+# The docs page runs Swagger UI's scripts and one inline bootstrap script, all served from here.
+_DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; frame-ancestors 'none'"
+)
+
+
+def create_app(
+    settings: Settings | None = None, *, store: Store | None = None, queue: ArticleQueue | None = None
+) -> Flask:
+    """Build the API. Tests pass their own settings, store (over fakeredis) or queue."""
+    settings = settings or Settings.from_env()
+    app = Flask("newsdesk")
+    app.config.update(
+        API_TITLE="newsdesk",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.1.0",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/docs",
+        OPENAPI_SWAGGER_UI_URL="/docs/assets/",
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        API_SPEC_OPTIONS={"info": {"description": _DESCRIPTION}},
+    )
+    app.extensions["newsdesk"] = Services(
+        settings=settings,
+        store=store or Store.from_settings(settings),
+        queue=queue or CeleryQueue(create_celery(settings)),
+    )
+    api = ProblemApi(app)
+    api.register_blueprint(articles.blp)
+    api.register_blueprint(seeds.blp)
+    api.register_blueprint(health.blp)
+
+    app.before_request(_before_request)
+    app.after_request(_add_headers)
+    app.add_url_rule("/docs/assets/<path:filename>", "docs_assets", _docs_asset)
+    app.add_url_rule("/", "index", lambda: redirect("/docs"))
+    return app
+
+
+def _before_request() -> None:
+    g.started = time.perf_counter()
+    # Only for a request that reached a route: an unknown path is a 404 whatever its body.
+    wants_body = request.method in {"POST", "PUT", "PATCH"} and request.routing_exception is None
+    g.json_body = read_json_body(request) if wants_body else None
+
+
+def _docs_asset(filename: str) -> Response:
+    return send_from_directory(_SWAGGER_ASSETS, filename, max_age=3600)
+
+
+def _log_request(response: BaseResponse) -> None:
+    duration = (time.perf_counter() - g.started) * 1000 if "started" in g else None
+    log.info(
+        "request",
+        extra={
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "duration_ms": round(duration, 1) if duration is not None else None,
+            "remote": request.remote_addr,
+        },
+    )
+
+
+def _add_headers(response: BaseResponse) -> Any:
+    _log_request(response)
+    response.headers.update(_SECURITY_HEADERS)
+    is_docs = request.path.startswith("/docs")
+    response.headers.setdefault("Content-Security-Policy", _DOCS_CSP if is_docs else _API_CSP)
+    if not is_docs:
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response

@@ -1,0 +1,23 @@
+"""The services a running app holds (settings, store, queue), as views reach them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+
+from newsdesk.settings import Settings
+from newsdesk.store import Store
+from service.queue import ArticleQueue
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    store: Store
+    queue: ArticleQueue
+
+
+def services() -> Services:
+    """The current app's services."""
+    return current_app.extensions["newsdesk"]  # type: ignore[no-any-return]

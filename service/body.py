@@ -1,0 +1,102 @@
+"""Strict JSON request bodies: the right media type, within the size limit, valid UTF-8 and plain JSON.
+
+Python's json module accepts NaN and Infinity, lone UTF-16 surrogates and duplicate keys, and recurses
+without bound; each would later surface as a confusing error or a 500. They are refused here, once,
+with a 400 that says what is wrong. Views get the parsed body through `Blueprint.arguments`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import flask_smorest
+from flask import Request, g
+from webargs import core
+from webargs.flaskparser import FlaskParser
+
+from service.problems import PROBLEM_MIMETYPE, Problem, ProblemSchema
+
+MAX_DEPTH = 32
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _check(value: Any, depth: int = 0) -> None:
+    """Walk the parsed value: bounded nesting, no lone surrogates in keys or strings."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, str):
+        value.encode("utf-8")  # raises UnicodeEncodeError on a lone surrogate
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            key.encode("utf-8")
+            _check(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check(item, depth + 1)
+
+
+def _bad_json(detail: str) -> Problem:
+    return Problem(400, "malformed-json", "The request body is not valid JSON", detail)
+
+
+def read_json_body(request: Request) -> Any:
+    """The parsed JSON body of a request, or a Problem (400, 413, 415) saying why there is none."""
+    if request.mimetype != "application/json" and not request.mimetype.endswith("+json"):
+        raise Problem(
+            415,
+            "unsupported-media-type",
+            "Unsupported media type",
+            f"Send the body as application/json, not {request.mimetype or 'no Content-Type'}.",
+        )
+    raw = request.get_data(cache=True)  # over MAX_CONTENT_LENGTH, chunked or not: 413
+    if not raw.strip():
+        raise _bad_json("The body is empty.")
+    try:
+        text = raw.decode("utf-8-sig" if raw.startswith(b"\xef\xbb\xbf") else "utf-8")
+    except UnicodeDecodeError as error:
+        raise _bad_json(f"The body is not UTF-8: invalid byte at position {error.start}.") from error
+    try:
+        value = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_reject_duplicates)
+        _check(value)
+    except json.JSONDecodeError as error:
+        raise _bad_json(f"{error.msg} at line {error.lineno}, column {error.colno}.") from error
+    except RecursionError as error:
+        raise _bad_json(f"The body is nested deeper than {MAX_DEPTH} levels.") from error
+    except UnicodeEncodeError as error:
+        raise _bad_json(
+            "The body contains a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff escape)."
+        ) from error
+    except ValueError as error:
+        raise _bad_json(f"{str(error).capitalize()}.") from error
+    return value
+
+
+class _BodyParser(FlaskParser):  # type: ignore[misc]
+    """webargs parser that takes the body already read and checked by `read_json_body`."""
+
+    def _raw_load_json(self, req: Request) -> Any:
+        body = g.get("json_body")
+        return core.missing if body is None else body
+
+
+class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]
+    ARGUMENTS_PARSER = _BodyParser()
+
+    def problem(self, status: int, description: str) -> Any:
+        """Document an error response of a view, as problem+json."""
+        return self.alt_response(
+            status, schema=ProblemSchema, content_type=PROBLEM_MIMETYPE, description=description
+        )

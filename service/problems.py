@@ -1,0 +1,183 @@
+"""Errors as RFC 9457 problem details (`application/problem+json`), one shape for every error.
+
+Views raise `Problem` (or let werkzeug's HTTP exceptions through); the Api's error handler renders
+both, and the OpenAPI document describes them with `ProblemSchema`.
+"""
+
+from __future__ import annotations
+
+import http
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import marshmallow as ma
+import redis
+from flask import Flask, Response, json, request
+from flask_smorest import Api
+from flask_smorest.utils import prepare_response
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+log = logging.getLogger(__name__)
+
+PROBLEM_MIMETYPE = "application/problem+json"
+_TYPE_PREFIX = "urn:newsdesk:problem:"
+
+
+class FieldErrorSchema(ma.Schema):
+    field = ma.fields.String(
+        required=True, metadata={"description": "Path to the field, dotted (`options.summary_sentences`)"}
+    )
+    message = ma.fields.String(required=True)
+
+
+class ProblemSchema(ma.Schema):
+    type = ma.fields.String(required=True, metadata={"description": "A URN naming the kind of problem"})
+    title = ma.fields.String(required=True)
+    status = ma.fields.Integer(required=True)
+    detail = ma.fields.String()
+    instance = ma.fields.String()
+    errors = ma.fields.List(
+        ma.fields.Nested(FieldErrorSchema), metadata={"description": "Each invalid field"}
+    )
+    id = ma.fields.String(metadata={"description": "The article concerned, where there is one"})
+
+
+class Problem(Exception):
+    """An error with an HTTP status, a stable kind (`slug`) and a human explanation."""
+
+    def __init__(
+        self,
+        status: int,
+        slug: str,
+        title: str,
+        detail: str | None = None,
+        *,
+        errors: list[dict[str, str]] | None = None,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail or title)
+        self.status = status
+        self.slug = slug
+        self.title = title
+        self.detail = detail
+        self.errors = errors
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+
+    def response(self) -> Response:
+        body: dict[str, Any] = {"type": _TYPE_PREFIX + self.slug, "title": self.title, "status": self.status}
+        if self.detail:
+            body["detail"] = self.detail
+        body["instance"] = request.path
+        if self.errors is not None:
+            body["errors"] = self.errors
+        body.update(self.extra)
+        response = Response(json.dumps(body), status=self.status, mimetype=PROBLEM_MIMETYPE)
+        response.headers.update(self.headers)
+        return response
+
+
+def field_errors(messages: Mapping[str, Any], prefix: str = "") -> list[dict[str, str]]:
+    """Flatten marshmallow's nested error messages into one entry per field path."""
+    flat: list[dict[str, str]] = []
+    for key, value in messages.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            flat.extend(field_errors(value, path))
+        else:
+            for message in value if isinstance(value, list) else [value]:
+                if isinstance(message, Mapping):
+                    flat.extend(field_errors(message, path))
+                else:
+                    flat.append({"field": path, "message": str(message)})
+    return flat
+
+
+_SLUGS = {
+    400: "bad-request",
+    401: "unauthorized",
+    404: "not-found",
+    405: "method-not-allowed",
+    406: "not-acceptable",
+    409: "conflict",
+    413: "body-too-large",
+    415: "unsupported-media-type",
+    422: "validation-error",
+    429: "too-many-requests",
+    503: "unavailable",
+}
+
+
+def from_http_exception(error: HTTPException) -> Problem:
+    status = error.code or 500
+    data = getattr(error, "data", None) or {}
+    messages = data.get("messages")
+    if status == 422 and messages:
+        # webargs nests messages under the location ("json"); the field path is what clients need.
+        inner = messages.get("json", messages) if isinstance(messages, Mapping) else {"_schema": messages}
+        return Problem(
+            422,
+            "validation-error",
+            "The request body is not a valid submission",
+            "See `errors` for each invalid field.",
+            errors=field_errors(inner),
+        )
+    if status >= 500:
+        return Problem(
+            status, "internal-error", "Internal server error", "The error was logged; please retry later."
+        )
+    detail = error.description if isinstance(error.description, str) else None
+    return Problem(
+        status, _SLUGS.get(status, "http-error"), error.name, detail, headers=dict(data.get("headers") or {})
+    )
+
+
+class ProblemApi(Api):  # type: ignore[misc]
+    """flask-smorest's Api with problem+json errors."""
+
+    ERROR_SCHEMA = ProblemSchema
+
+    def _register_error_handlers(self) -> None:
+        app: Flask = self._app
+        app.register_error_handler(HTTPException, self.handle_http_exception)
+        app.register_error_handler(Problem, lambda problem: problem.response())
+        app.register_error_handler(redis.RedisError, _redis_unavailable)
+        app.register_error_handler(Exception, _unexpected)
+
+    def _register_responses(self) -> None:
+        """Document every error response (422, default) as problem+json."""
+        for status in http.HTTPStatus:
+            if status >= 400:
+                response = {"description": status.phrase, "schema": self.ERROR_SCHEMA}
+                prepare_response(response, self.spec, PROBLEM_MIMETYPE)
+                self.spec.components.response(status.name, response, lazy=True)
+        response = {"description": "Error", "schema": self.ERROR_SCHEMA}
+        prepare_response(response, self.spec, PROBLEM_MIMETYPE)
+        self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
+
+    def handle_http_exception(self, error: HTTPException) -> Response:
+        return from_http_exception(error).response()
+
+
+def redis_unavailable_problem() -> Problem:
+    return Problem(
+        503,
+        "storage-unavailable",
+        "Storage is unavailable",
+        "The service cannot reach its Redis store; nothing was stored. Retry shortly.",
+        headers={"Retry-After": "5"},
+    )
+
+
+def _redis_unavailable(error: redis.RedisError) -> Response:
+    log.warning("redis unavailable", extra={"error": type(error).__name__, "path": request.path})
+    return redis_unavailable_problem().response()
+
+
+def _unexpected(error: Exception) -> Response:
+    if isinstance(error, HTTPException):  # pragma: no cover - routed to handle_http_exception first
+        return from_http_exception(error).response()
+    log.exception("unhandled error", extra={"path": request.path})
+    return from_http_exception(InternalServerError()).response()

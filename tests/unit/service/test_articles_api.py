@@ -1,0 +1,210 @@
+"""The articles API through the real WSGI app, over fakeredis, with an in-memory queue."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from newsdesk.store import Store
+from service.queue import InMemoryQueue
+
+ARTICLE = {"text": "Russia and the United States met at the UN on Monday. Talks went well.", "title": "Talks"}
+
+
+def post(client: FlaskClient, body: Any, **kwargs: Any) -> Any:
+    return client.post("/v1/articles", json=body, **kwargs)
+
+
+def assert_problem(response: Any, status: int, kind: str) -> dict[str, Any]:
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    problem = response.get_json(force=True)
+    assert problem["status"] == status
+    assert problem["type"] == f"urn:newsdesk:problem:{kind}"
+    assert problem["title"]
+    return problem  # type: ignore[no-any-return]
+
+
+def test_submit_stores_then_enqueues(client: FlaskClient, store: Store, queue: InMemoryQueue) -> None:
+    response = post(
+        client,
+        {
+            **ARTICLE,
+            "source": "Wire",
+            "url": "https://example.com/a",
+            "published_at": "2024-01-21T10:00:00+09:00",
+            "options": {"summary_sentences": 2},
+        },
+    )
+    assert response.status_code == 202
+    body = response.get_json()
+    assert body["status"] == "queued"
+    assert response.headers["Location"] == f"/v1/articles/{body['id']}"
+    assert response.headers["Retry-After"] == "1"
+    assert queue.article_ids == [body["id"]]
+    article = store.get_article(body["id"])
+    assert article is not None
+    assert article.text == ARTICLE["text"]
+    assert article.metadata == {
+        "title": "Talks",
+        "source": "Wire",
+        "url": "https://example.com/a",
+        "published_at": "2024-01-21T10:00:00+09:00",
+    }
+    assert article.options == {"summary_sentences": 2}
+
+
+def test_poll_shows_each_block(client: FlaskClient, store: Store) -> None:
+    article_id = post(client, ARTICLE).get_json()["id"]
+    queued = client.get(f"/v1/articles/{article_id}")
+    assert queued.status_code == 200
+    assert queued.headers["Retry-After"] == "1"
+    view = queued.get_json()
+    assert view["status"] == "queued"
+    assert view["title"] == "Talks"
+    assert view["text_length"] == len(ARTICLE["text"])
+    assert {view[name]["status"] for name in ("summary", "stance", "duplicates")} == {"queued"}
+
+    store.start_analysis(article_id, "summary")
+    store.finish_analysis(article_id, "summary", result={"sentences": [], "text": ""}, version="summary-1")
+    view = client.get(f"/v1/articles/{article_id}").get_json()
+    assert view["status"] == "running"
+    assert view["summary"] == {
+        "status": "done",
+        "sentences": [],
+        "text": "",
+        "version": "summary-1",
+        "finished_at": view["summary"]["finished_at"],
+    }
+    assert view["stance"] == {"status": "queued"}
+
+
+def test_unknown_article_is_404(client: FlaskClient) -> None:
+    problem = assert_problem(client.get("/v1/articles/0123456789abcdef"), 404, "article-not-found")
+    assert "0123456789abcdef" in problem["detail"]
+    assert_problem(client.get("/v1/articles/" + "x" * 500), 404, "article-not-found")
+
+
+def test_idempotency_key(client: FlaskClient, queue: InMemoryQueue) -> None:
+    first = post(client, ARTICLE, headers={"Idempotency-Key": "abc-1"})
+    again = post(client, ARTICLE, headers={"Idempotency-Key": "abc-1"})
+    assert first.status_code == again.status_code == 202
+    assert again.get_json()["id"] == first.get_json()["id"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert queue.article_ids == [first.get_json()["id"]]  # enqueued once
+    conflict = post(client, {**ARTICLE, "title": "Other"}, headers={"Idempotency-Key": "abc-1"})
+    problem = assert_problem(conflict, 422, "idempotency-key-reused")
+    assert problem["id"] == first.get_json()["id"]
+    assert_problem(
+        post(client, ARTICLE, headers={"Idempotency-Key": "bad key with spaces"}),
+        400,
+        "invalid-idempotency-key",
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        ({}, ["text"]),
+        ({"text": ""}, ["text"]),
+        ({"text": "   \n "}, ["text"]),
+        ({"text": "12 34 56 !!!"}, ["text"]),
+        ({"text": 42}, ["text"]),
+        ({"text": ["a"]}, ["text"]),
+        ({"text": None}, ["text"]),
+        ({"text": "ok words", "title": 5}, ["title"]),
+        ({"text": "ok words", "colour": "red"}, ["colour"]),
+        ({"text": "ok words", "url": "not a url"}, ["url"]),
+        ({"text": "ok words", "url": "javascript:alert(1)"}, ["url"]),
+        ({"text": "ok words", "published_at": "yesterday"}, ["published_at"]),
+        ({"text": "ok words", "published_at": "2024-01-21T10:00:00"}, ["published_at"]),
+        ({"text": "ok words", "options": {"summary_sentences": 0}}, ["options.summary_sentences"]),
+        (
+            {"text": "ok words", "options": {"summary_sentences": 1, "summary_ratio": 0.5}},
+            ["options.summary_ratio"],
+        ),
+        ({"text": "ok words", "options": {"length": 3}}, ["options.length"]),
+        ({"text": "", "title": "", "source": 1}, ["source", "text", "title"]),
+        ({"text": "ok words", "title": "bad\x00title"}, ["title"]),
+    ],
+)
+def test_schema_violations_name_each_field(
+    client: FlaskClient, queue: InMemoryQueue, body: Any, fields: list[str]
+) -> None:
+    problem = assert_problem(post(client, body), 422, "validation-error")
+    assert sorted({error["field"] for error in problem["errors"]}) == fields
+    assert queue.article_ids == []
+
+
+def test_body_must_be_a_json_object(client: FlaskClient) -> None:
+    problem = assert_problem(post(client, ["text"]), 422, "validation-error")
+    assert problem["errors"]
+
+
+def test_text_over_the_configured_limit(client: FlaskClient, app: Any) -> None:
+    limit = app.extensions["newsdesk"].settings.max_text_chars
+    problem = assert_problem(post(client, {"text": "word " * (limit // 5 + 1)}), 422, "validation-error")
+    assert problem["errors"] == [{"field": "text", "message": f"Longer than maximum length {limit}."}]
+
+
+@pytest.mark.parametrize(
+    ("data", "detail"),
+    [
+        (b'{"text": "unterminated', "Unterminated string"),
+        (b"", "empty"),
+        (b'{"text": NaN}', "NaN"),
+        (b'{"text": "a", "text": "b"}', "Duplicate key"),
+        (b'{"text": "\\ud800 lone"}', "surrogate"),
+        (b'{"text": "caf\xe9"}', "not UTF-8"),
+        (b"[" * 5000 + b"]" * 5000, "nested"),
+        (b'{"a":' * 40 + b"1" + b"}" * 40, "nested"),
+    ],
+)
+def test_malformed_json_is_400(client: FlaskClient, data: bytes, detail: str) -> None:
+    response = client.post("/v1/articles", data=data, content_type="application/json")
+    problem = assert_problem(response, 400, "malformed-json")
+    assert detail.lower() in problem["detail"].lower()
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None],
+)
+def test_non_json_is_415(client: FlaskClient, content_type: str | None) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = client.post("/v1/articles", data=json.dumps(ARTICLE), headers=headers)
+    assert_problem(response, 415, "unsupported-media-type")
+
+
+def test_body_over_the_limit_is_413(client: FlaskClient, app: Any) -> None:
+    limit = app.config["MAX_CONTENT_LENGTH"]
+    body = json.dumps({"text": "x" * limit}).encode()
+    assert_problem(
+        client.post("/v1/articles", data=body, content_type="application/json"), 413, "body-too-large"
+    )
+
+
+def test_html_and_hostile_text_is_accepted_as_data(client: FlaskClient, store: Store) -> None:
+    text = "<script>alert('x')</script><p>The Kremlin said {{7*7}} and '; DROP TABLE articles; --</p>"
+    response = post(client, {"text": text})
+    assert response.status_code == 202
+    article = store.get_article(response.get_json()["id"])
+    assert article is not None
+    assert article.text == text
+
+
+def test_unknown_route_and_method(client: FlaskClient) -> None:
+    assert_problem(client.get("/v1/nothing"), 404, "not-found")
+    assert_problem(client.delete("/v1/articles"), 405, "method-not-allowed")
+    assert_problem(client.post("/v1/nothing", data=b"x", content_type="text/plain"), 404, "not-found")
+
+
+def test_security_headers_on_every_response(client: FlaskClient) -> None:
+    for response in (client.get("/healthz"), client.get("/v1/articles/nope"), post(client, ARTICLE)):
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+        assert response.headers["Cache-Control"] == "no-store"
