@@ -1,0 +1,158 @@
+"""The `newsdesk` command: run the service, its parts, manage seeds, submit articles."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from newsdesk import logs
+from newsdesk.settings import Settings
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ValueError as error:
+        raise click.UsageError(str(error)) from error
+
+
+@click.group()
+def main() -> None:
+    """newsdesk: news-article analysis (summary, stance, near-duplicates) over HTTP."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option(
+    "--data-dir",
+    default=".newsdesk",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Where the embedded Redis keeps its data (ignored when REDIS_URL is set).",
+)
+@click.option("--concurrency", default=None, type=int, help="Worker processes [NEWSDESK_WORKER_CONCURRENCY].")
+def run(host: str, port: int, data_dir: Path, concurrency: int | None) -> None:
+    """Everything on this machine: Redis (embedded unless REDIS_URL is set), seeds, a worker and the API."""
+    from newsdesk.local import run_local  # noqa: PLC0415 - keeps `newsdesk --help` fast
+
+    settings = _settings()
+    logs.configure(settings.log_level, settings.log_format)
+    sys.exit(
+        run_local(
+            settings,
+            host=host,
+            port=port,
+            data_dir=data_dir,
+            concurrency=concurrency or settings.worker_concurrency,
+            explicit_url=bool(os.environ.get("REDIS_URL")),
+        )
+    )
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int, help="gunicorn worker processes")
+@click.option("--threads", default=8, show_default=True, type=int, help="threads per gunicorn worker")
+def api(host: str, port: int, workers: int, threads: int) -> None:
+    """The HTTP API under gunicorn, against REDIS_URL."""
+    from newsdesk.gunicorn_app import serve  # noqa: PLC0415
+
+    settings = _settings()
+    logs.configure(settings.log_level, settings.log_format)
+    serve(settings, host=host, port=port, workers=workers, threads=threads)
+
+
+@main.command()
+@click.option("--concurrency", default=None, type=int, help="Worker processes [NEWSDESK_WORKER_CONCURRENCY].")
+@click.option("--queues", default=None, help="Comma-separated queues to consume (default: all).")
+@click.option("--name", default=None, help="Worker node name (default: newsdesk@<host>-<pid>).")
+def worker(concurrency: int | None, queues: str | None, name: str | None) -> None:
+    """A Celery worker running the analyses, against REDIS_URL."""
+    from workers.celery_app import QUEUES  # noqa: PLC0415
+    from workers.tasks import app, settings  # noqa: PLC0415
+
+    arguments = [
+        "--quiet",  # no banner: logs are one line per event
+        "worker",
+        f"--concurrency={concurrency or settings.worker_concurrency}",
+        f"--queues={queues or ','.join(QUEUES)}",
+        f"--hostname={name or f'newsdesk@%h-{os.getpid()}'}",
+        f"--loglevel={settings.log_level}",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    app.worker_main(argv=arguments)
+
+
+@main.group()
+def seeds() -> None:
+    """The seed corpus that submissions are checked against."""
+
+
+@seeds.command("load")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+def seeds_load(path: Path) -> None:
+    """Add seeds from a folder of .txt files or a JSONL file of {"id", "title", "text"}."""
+    import time  # noqa: PLC0415
+
+    from newsdesk.seeds import SeedFileError, add_seeds, read_seeds  # noqa: PLC0415
+    from newsdesk.store import Store  # noqa: PLC0415
+
+    started = time.perf_counter()
+    try:
+        added, unchanged = add_seeds(Store.from_settings(_settings()), read_seeds(path))
+    except SeedFileError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(
+        f"{added} seeds added or updated, {unchanged} unchanged, in {time.perf_counter() - started:.1f} s"
+    )
+
+
+@seeds.command("list")
+@click.option("--limit", default=1000, show_default=True, type=int)
+def seeds_list(limit: int) -> None:
+    """Print the stored seeds' ids and titles."""
+    from newsdesk.store import Store  # noqa: PLC0415
+
+    store = Store.from_settings(_settings())
+    for seed in store.list_seeds(limit=limit):
+        click.echo(f"{seed.id}\t{seed.title or ''}")
+    click.echo(f"{store.count_seeds()} seeds in all", err=True)
+
+
+@main.command()
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True, envvar="NEWSDESK_URL")
+@click.option("--api-key", default=None, envvar="NEWSDESK_API_KEY")
+@click.option("--title", default=None)
+@click.option("--wait/--no-wait", default=False, help="Wait for the results and print them.")
+@click.option("--timeout", default=120.0, show_default=True, type=float)
+def submit(
+    files: tuple[Path, ...], url: str, api_key: str | None, title: str | None, wait: bool, timeout: float
+) -> None:
+    """Submit article files (plain text or HTML) to a running service; print ids, or results with --wait."""
+    from newsdesk.client import NewsdeskClient, NewsdeskError  # noqa: PLC0415
+
+    results: list[dict[str, Any]] = []
+    with NewsdeskClient(url, api_key=api_key, timeout=timeout) as client:
+        for file in files:
+            try:
+                submitted = client.submit(file.read_text(encoding="utf-8", errors="replace"), title=title)
+                results.append(
+                    client.wait(submitted.id, timeout=timeout)
+                    if wait
+                    else {"id": submitted.id, "status": submitted.status}
+                )
+            except NewsdeskError as error:
+                raise click.ClickException(f"{file}: {error}") from error
+    output = results[0] if len(results) == 1 else results
+    click.echo(json.dumps(output, indent=2, ensure_ascii=False))

@@ -1,0 +1,61 @@
+"""Run the API under gunicorn from Python, with the settings `newsdesk api` was given."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from newsdesk.settings import Settings
+from service.app import create_app
+
+
+def log_config(settings: Settings) -> dict[str, Any]:
+    """gunicorn's own messages through the application's one-line formatter.
+
+    Requests are logged by the app itself (with the article id bound), so gunicorn's access log is off.
+    """
+    formatter = "JsonFormatter" if settings.log_format == "json" else "KeyValueFormatter"
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"line": {"()": f"newsdesk.logs.{formatter}"}},
+        "handlers": {
+            "stderr": {"class": "logging.StreamHandler", "formatter": "line", "stream": "ext://sys.stderr"}
+        },
+        "loggers": {
+            "gunicorn.error": {"handlers": ["stderr"], "level": settings.log_level, "propagate": False}
+        },
+        "root": {"handlers": ["stderr"], "level": settings.log_level},
+    }
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc]
+    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
+        self.settings = settings
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        return create_app(self.settings)
+
+
+def serve(settings: Settings, *, host: str, port: int, workers: int, threads: int) -> None:
+    _Gunicorn(
+        settings,
+        {
+            "bind": f"{host}:{port}",
+            "workers": workers,
+            "worker_class": "gthread",
+            "threads": threads,
+            "timeout": 30,
+            "graceful_timeout": 20,
+            "logconfig_dict": log_config(settings),
+            # Each worker builds its own app (and Redis connections) after the fork.
+            "preload_app": False,
+        },
+    ).run()
