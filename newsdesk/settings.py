@@ -24,7 +24,11 @@ class Settings:
     # Analyses
     summary_sentences: int = field(default=3, metadata={"env": "NEWSDESK_SUMMARY_SENTENCES"})
     stance_scorer: str = field(default="model", metadata={"env": "NEWSDESK_STANCE_SCORER"})
+    # Duplicate verdicts (None: the analysis's tuned defaults; see the README for what they measure).
     duplicate_threshold: float | None = field(default=None, metadata={"env": "NEWSDESK_DUPLICATE_THRESHOLD"})
+    duplicate_min_similarity: float | None = field(
+        default=None, metadata={"env": "NEWSDESK_DUPLICATE_MIN_SIMILARITY"}
+    )
     partial_threshold: float | None = field(default=None, metadata={"env": "NEWSDESK_PARTIAL_THRESHOLD"})
     # Seeds loaded into the store when `newsdesk run` or the compose API container starts.
     seeds_dir: Path = field(default=PROJECT_ROOT / "seeds", metadata={"env": "NEWSDESK_SEEDS_DIR"})

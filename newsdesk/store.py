@@ -18,6 +18,7 @@ from typing import Any, Literal
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from redis.typing import EncodableT, FieldT
 
 from newsdesk.settings import Settings
 
@@ -240,7 +241,7 @@ class Store:
         raw = self.redis.hgetall(self._article_key(article_id))
         if not raw:
             return None
-        values = {key.decode(): value.decode() for key, value in raw.items()}
+        values = {_text(key): _text(value) for key, value in raw.items()}
         return Article(
             id=values["id"],
             status=values["status"],  # type: ignore[arg-type]
@@ -287,11 +288,11 @@ class Store:
                 *ANALYSES,
             ],
         )
-        return outcome.decode() if outcome is not None else None  # type: ignore[no-any-return]
+        return _text(outcome) if outcome is not None else None  # type: ignore[return-value]
 
     def list_article_ids(self, limit: int = 100) -> list[str]:
         """The most recent articles first."""
-        return [item.decode() for item in self.redis.zrevrange(self._articles_key, 0, limit - 1)]
+        return [_text(item) for item in self.redis.zrevrange(self._articles_key, 0, limit - 1)]
 
     # seeds
     def add_seeds(
@@ -315,7 +316,7 @@ class Store:
                     unchanged += 1
                     continue
                 added += 1
-                record = {
+                record: dict[FieldT, EncodableT] = {
                     "id": seed.id,
                     "text": seed.text,
                     "digest": digest,
@@ -334,7 +335,7 @@ class Store:
         raw = self.redis.hgetall(self._seed_key(seed_id))
         if not raw:
             return None
-        values = {key.decode(): value.decode() for key, value in raw.items()}
+        values = {_text(key): _text(value) for key, value in raw.items()}
         return Seed(
             values["id"], values["text"], values.get("title"), values.get("source"), values.get("added_at")
         )
@@ -350,7 +351,7 @@ class Store:
     def list_seeds(self, *, after: str | None = None, limit: int = 100) -> list[Seed]:
         """Seeds in id order, starting after the id `after`."""
         start = f"({after}".encode() if after else b"-"
-        ids = [item.decode() for item in self.redis.zrangebylex(self._seeds_key, start, b"+", 0, limit)]
+        ids = [_text(item) for item in self.redis.zrangebylex(self._seeds_key, start, b"+", 0, limit)]
         pipe = self.redis.pipeline(transaction=False)
         for seed_id in ids:
             pipe.hmget(self._seed_key(seed_id), "title", "source", "added_at")
@@ -359,16 +360,23 @@ class Store:
             for seed_id, row in zip(ids, pipe.execute(), strict=True)
         ]
 
+    def replace_sketches(self, sketches: Mapping[str, bytes]) -> None:
+        """Overwrite stored sketches in place (after a sketch format change); the seed log is untouched."""
+        if sketches:
+            mapping: dict[FieldT, EncodableT] = dict(sketches)
+            self.redis.hset(self._sketches_key, mapping=mapping)
+
     def count_seeds(self) -> int:
         return int(self.redis.zcard(self._seeds_key))
 
     def seed_sketches_since(self, position: int) -> tuple[int, list[tuple[str, bytes]]]:
         """Seeds added or changed since a position in the seed log; returns the new position too."""
-        ids = [item.decode() for item in self.redis.lrange(self._seed_log_key, position, -1)]
+        ids = [_text(item) for item in self.redis.lrange(self._seed_log_key, position, -1)]
         if not ids:
             return position, []
         sketches = self.redis.hmget(self._sketches_key, ids)
-        return position + len(ids), [(i, s) for i, s in zip(ids, sketches, strict=True) if s is not None]
+        pairs = zip(ids, sketches, strict=True)
+        return position + len(ids), [(i, s if isinstance(s, bytes) else s.encode()) for i, s in pairs if s]
 
     # workers
     @property
@@ -384,10 +392,15 @@ class Store:
     def live_workers(self, max_age: float) -> list[str]:
         """Workers whose last heartbeat is at most `max_age` seconds old."""
         members = self.redis.zrangebyscore(self._workers_key, time.time() - max_age, "+inf")
-        return [member.decode() for member in members]
+        return [_text(member) for member in members]
 
     def ping(self) -> bool:
         return bool(self.redis.ping())
+
+
+def _text(value: Any) -> str:
+    """A value read from Redis (bytes: the client does not decode, since sketches are binary) as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _analysis_state(values: Mapping[str, str], name: str) -> AnalysisState:

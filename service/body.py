@@ -84,7 +84,7 @@ def read_json_body(request: Request) -> Any:
     return value
 
 
-class _BodyParser(FlaskParser):  # type: ignore[misc]
+class _BodyParser(FlaskParser):
     """webargs parser that takes the body already read and checked by `read_json_body`."""
 
     def _raw_load_json(self, req: Request) -> Any:

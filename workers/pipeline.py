@@ -46,9 +46,21 @@ class SeedIndexCache:
     def refresh(self) -> duplicates.SeedIndex:
         with self._lock:
             self._position, added = self.store.seed_sketches_since(self._position)
+            stale = [
+                seed_id for seed_id, seed_sketch in added if not duplicates.sketch_is_current(seed_sketch)
+            ]
+            renewed = self._resketch(stale) if stale else {}
             for seed_id, seed_sketch in added:
-                self.index.add(seed_id, seed_sketch)
+                self.index.add(seed_id, renewed.get(seed_id, seed_sketch))
         return self.index
+
+    def _resketch(self, seed_ids: list[str]) -> dict[str, bytes]:
+        """Sketches stored by an older release: make them again from the seeds' texts, and store them."""
+        texts = self.store.seed_texts(seed_ids)
+        renewed = {seed_id: duplicates.sketch(text) for seed_id, text in texts.items()}
+        self.store.replace_sketches(renewed)
+        log.info("seed sketches renewed", extra={"count": len(renewed)})
+        return renewed
 
 
 class Analyzers:

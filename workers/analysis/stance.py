@@ -109,7 +109,7 @@ def targets() -> tuple[_Target, ...]:
         compiled.append(
             _Target(
                 key=key, name=spec["name"], pattern=_alternation(list(kinds)), kinds=kinds, exclude=exclude
-            )  # type: ignore[arg-type]
+            )
         )
     return tuple(compiled)
 

@@ -19,6 +19,7 @@ import blingfire
 _DROPPED_CHARS = frozenset("\u200b\u200c\u200d\u2060\ufeff\u00ad") | frozenset(
     chr(code) for code in [*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F]
 )
+_DROPPED_PATTERN = re.compile("[" + re.escape("".join(sorted(_DROPPED_CHARS))) + "]")
 
 _LOOKS_LIKE_HTML = re.compile(
     r"<\s*/?\s*[a-zA-Z][a-zA-Z0-9]*(\s[^<>]*)?/?\s*>|&(#\d+|#x[0-9a-fA-F]+|[a-zA-Z]+);"
@@ -103,7 +104,7 @@ _BOILERPLATE_LINE = re.compile(
       | all\s+rights\s+reserved
       | \(\s*reporting\s+by\b.*\)\s*$
       | (?:reporting|writing|editing)\s+by\s+[A-Z].{0,120}$
-      | [A-Z]{2,}(?:\s+[A-Z]{2,})?\s*$
+      | (?-i:[A-Z]{2,}(?:\s+[A-Z]{2,})?)\s*$  # a section kicker ("WORLD"), capitals only
       | (?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\s+\d{1,2},?\s+\d{4}\s*$
       | \d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2})?\S*)?\s*$
     )""",
@@ -284,13 +285,18 @@ def _drop_boilerplate(text: str, starts: list[int], ends: list[int]) -> tuple[st
         rest = body[cut:]
         if rest.strip() and (_BOILERPLATE_LINE.match(rest) or _CAPTION_LINE.search(rest)):
             cut = len(body)
-        for offset in range(cut, len(line)):
-            char = line[offset]
-            if char in _DROPPED_CHARS:
-                continue
-            kept.append(char)
-            kept_starts.append(starts[line_start + offset])
-            kept_ends.append(ends[line_start + offset])
+        kept_part = line[cut:]
+        base = line_start + cut
+        if _DROPPED_PATTERN.search(kept_part) is None:  # the common case: copy the line's spans whole
+            kept.append(kept_part)
+            kept_starts.extend(starts[base : base + len(kept_part)])
+            kept_ends.extend(ends[base : base + len(kept_part)])
+            continue
+        for offset, char in enumerate(kept_part):
+            if char not in _DROPPED_CHARS:
+                kept.append(char)
+                kept_starts.append(starts[base + offset])
+                kept_ends.append(ends[base + offset])
     return "".join(kept), kept_starts, kept_ends
 
 

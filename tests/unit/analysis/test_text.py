@@ -105,3 +105,12 @@ def test_has_words(text: str, expected: bool) -> None:
 def test_empty_and_markup_only_texts_have_no_sentences() -> None:
     assert prepare("").sentences == ()
     assert prepare("<p></p><script>alert(1)</script>").sentences == ()
+
+
+@pytest.mark.parametrize("line", ["Oil prices", "an email", "Kim Jong Un"])
+def test_short_ordinary_lines_are_kept(line: str) -> None:
+    assert prepare(line).clean == line
+
+
+def test_capitals_only_kicker_is_dropped() -> None:
+    assert prepare("WORLD\nNorth Korea said it agreed.").clean.strip() == "North Korea said it agreed."

@@ -1,0 +1,97 @@
+"""The work behind each task: load the article, analyse it, store the result (store over fakeredis)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from newsdesk.seeds import add_seeds, read_seeds
+from newsdesk.settings import Settings
+from newsdesk.store import NewArticle, Store
+from workers.analysis import duplicates
+from workers.analysis.stance import LexiconScorer
+from workers.pipeline import Analyzers, run_analysis
+
+SEEDS = Path(__file__).resolve().parents[3] / "seeds"
+WIRE = SEEDS / "000_9e29d44066a107d1.txt"
+
+
+@pytest.fixture
+def analyzers(settings: Settings, store: Store) -> Analyzers:
+    return Analyzers(settings, store, scorer=LexiconScorer())
+
+
+def test_all_three_analyses_finish_the_article(store: Store, analyzers: Analyzers) -> None:
+    add_seeds(store, read_seeds(SEEDS))
+    text = WIRE.read_text(encoding="utf-8")
+    article_id = store.create_article(NewArticle(text=text, options={"summary_sentences": 2})).article_id
+    assert run_analysis(store, analyzers, article_id, "summary") == "running"
+    assert run_analysis(store, analyzers, article_id, "stance") == "running"
+    assert run_analysis(store, analyzers, article_id, "duplicates") == "done"
+    article = store.get_article(article_id)
+    assert article is not None
+    summary, stance, duplicates = (article.analyses[n] for n in ("summary", "stance", "duplicates"))
+    assert len(summary.result["sentences"]) == 2  # type: ignore[index]
+    assert summary.version == "summary-1"
+    assert stance.version == "stance-1+vader-3.3.2"
+    assert set(stance.result["targets"]) == {"us", "russia", "un"}  # type: ignore[index]
+    assert duplicates.result["matches"][0]["seed_id"] == WIRE.stem  # type: ignore[index]
+    assert duplicates.result["seeds_checked"] == 5  # type: ignore[index]
+
+
+def test_redelivery_does_not_redo_or_duplicate(store: Store, analyzers: Analyzers) -> None:
+    article_id = store.create_article(NewArticle(text=WIRE.read_text(encoding="utf-8"))).article_id
+    run_analysis(store, analyzers, article_id, "summary")
+    first = store.get_article(article_id)
+    assert run_analysis(store, analyzers, article_id, "summary") is None  # already done: skipped
+    again = store.get_article(article_id)
+    assert first is not None
+    assert again is not None
+    assert again.analyses["summary"].result == first.analyses["summary"].result
+    assert again.analyses["summary"].finished_at == first.analyses["summary"].finished_at
+
+
+def test_an_analysis_error_fails_that_analysis_with_a_reason(store: Store, settings: Settings) -> None:
+    class BrokenScorer:
+        version = "broken"
+
+        def predict(self, items: object) -> object:
+            raise ValueError("model file unreadable")
+
+    analyzers = Analyzers(settings, store, scorer=BrokenScorer())  # type: ignore[arg-type]
+    article_id = store.create_article(NewArticle(text="Russia and the UN met.")).article_id
+    run_analysis(store, analyzers, article_id, "stance")
+    article = store.get_article(article_id)
+    assert article is not None
+    assert article.analyses["stance"].status == "failed"
+    assert article.analyses["stance"].error == "stance analysis failed (ValueError)"
+    assert "model file" not in (article.analyses["stance"].error or "")  # no internals in results
+
+
+def test_a_deleted_article_is_skipped(store: Store, analyzers: Analyzers) -> None:
+    assert run_analysis(store, analyzers, "gone", "summary") is None
+    assert store.get_article("gone") is None
+
+
+def test_a_seed_added_later_is_seen_by_the_next_check(store: Store, analyzers: Analyzers) -> None:
+    text = WIRE.read_text(encoding="utf-8")
+    first = store.create_article(NewArticle(text=text)).article_id
+    run_analysis(store, analyzers, first, "duplicates")
+    assert store.get_article(first).analyses["duplicates"].result["matches"] == []  # type: ignore[union-attr,index]
+    add_seeds(store, read_seeds(SEEDS))
+    second = store.create_article(NewArticle(text=text)).article_id
+    run_analysis(store, analyzers, second, "duplicates")
+    assert store.get_article(second).analyses["duplicates"].result["matches"]  # type: ignore[union-attr,index]
+
+
+def test_stale_sketches_are_renewed_from_the_seed_text(store: Store, analyzers: Analyzers) -> None:
+    add_seeds(store, read_seeds(SEEDS))
+    store.replace_sketches({WIRE.stem: b"an older sketch format"})
+    text = WIRE.read_text(encoding="utf-8")
+    article_id = store.create_article(NewArticle(text=text)).article_id
+    run_analysis(store, analyzers, article_id, "duplicates")
+    result = store.get_article(article_id).analyses["duplicates"].result  # type: ignore[union-attr]
+    assert result["matches"][0]["seed_id"] == WIRE.stem  # type: ignore[index]
+    _, sketches = store.seed_sketches_since(0)
+    assert dict(sketches)[WIRE.stem] == duplicates.sketch(text)
