@@ -363,7 +363,7 @@ class Store:
     def replace_sketches(self, sketches: Mapping[str, bytes]) -> None:
         """Overwrite stored sketches in place (after a sketch format change); the seed log is untouched."""
         if sketches:
-            mapping: dict[FieldT, EncodableT] = dict(sketches)
+            mapping: dict[FieldT, EncodableT] = {key: value for key, value in sketches.items()}
             self.redis.hset(self._sketches_key, mapping=mapping)
 
     def count_seeds(self) -> int:
