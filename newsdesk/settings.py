@@ -36,6 +36,12 @@ class Settings:
     # message to another worker after visibility_timeout, so it must stay well above the time limit.
     task_time_limit: int = field(default=120, metadata={"env": "NEWSDESK_TASK_TIME_LIMIT"})
     visibility_timeout: int = field(default=900, metadata={"env": "NEWSDESK_VISIBILITY_TIMEOUT"})
+    # An analysis started this many times without finishing (its worker died, or it hit the time limit)
+    # is marked failed instead of being tried again: one poison article must not stall the queue.
+    max_attempts: int = field(default=3, metadata={"env": "NEWSDESK_MAX_ATTEMPTS"})
+    # The sweeper re-queues articles without progress for stuck_after seconds, every sweep_interval.
+    stuck_after: float = field(default=600.0, metadata={"env": "NEWSDESK_STUCK_AFTER"})
+    sweep_interval: float = field(default=30.0, metadata={"env": "NEWSDESK_SWEEP_INTERVAL"})
     idempotency_ttl: int = field(default=86_400, metadata={"env": "NEWSDESK_IDEMPOTENCY_TTL"})
     worker_concurrency: int = field(default=2, metadata={"env": "NEWSDESK_WORKER_CONCURRENCY"})
     # Redis answers within milliseconds; a longer wait means it is down, and clients get a 503 fast.

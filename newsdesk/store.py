@@ -55,6 +55,7 @@ class AnalysisState:
     attempts: int
     started_at: str | None
     finished_at: str | None
+    worker: str | None = None  # "host:pid" of the process that last started it
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +99,10 @@ def connect(settings: Settings) -> redis.Redis:
     )
 
 
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -107,44 +112,50 @@ def content_digest(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
-# Creates the article and its listing entry, or returns the article an Idempotency-Key already names.
+# Creates the article, its listing entry and its place among the unfinished articles, or returns the
+# article an Idempotency-Key already names. KEYS: article, articles, pending[, idempotency key].
 _CREATE = """
-if #KEYS == 3 then
-  local existing = redis.call('GET', KEYS[3])
+if #KEYS == 4 then
+  local existing = redis.call('GET', KEYS[4])
   if existing then return {0, existing} end
 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 5))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-if #KEYS == 3 then redis.call('SET', KEYS[3], ARGV[1] .. '|' .. ARGV[3], 'EX', ARGV[4]) end
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+if #KEYS == 4 then redis.call('SET', KEYS[4], ARGV[1] .. '|' .. ARGV[3], 'EX', ARGV[4]) end
 return {1, ARGV[1] .. '|' .. ARGV[3]}
 """
 
-# Marks one analysis running; returns its previous status and attempt count. Nothing for a missing article.
+# Marks one analysis running and counts the attempt; returns its previous status and the attempts so
+# far. Nothing for a missing article. KEYS: article, pending.
+# ARGV: id, analysis, now (ISO), now (ms), the worker process ("host:pid").
 _START = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-local name = ARGV[1]
+local name = ARGV[2]
 local previous = redis.call('HGET', KEYS[1], name .. ':status')
 local attempts = redis.call('HINCRBY', KEYS[1], name .. ':attempts', 1)
-if previous ~= 'done' then
-  redis.call('HSET', KEYS[1], name .. ':status', 'running', name .. ':started_at', ARGV[2],
-             'updated_at', ARGV[2])
+if previous ~= 'done' and previous ~= 'failed' then
+  redis.call('HSET', KEYS[1], name .. ':status', 'running', name .. ':started_at', ARGV[3],
+             name .. ':worker', ARGV[5], 'updated_at', ARGV[3])
   if redis.call('HGET', KEYS[1], 'status') == 'queued' then
     redis.call('HSET', KEYS[1], 'status', 'running')
   end
+  redis.call('ZADD', KEYS[2], 'XX', ARGV[4], ARGV[1])
 end
 return {previous, attempts}
 """
 
 # Stores one analysis's outcome (overwriting any earlier one, so a redelivered task never appends) and
-# derives the article's status from all of them in the same step.
+# derives the article's status from all of them in the same step. KEYS: article, pending.
+# ARGV: id, analysis, status, result, version, error, now (ISO), now (ms), every analysis name...
 _FINISH = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-local name, now = ARGV[1], ARGV[5]
-redis.call('HSET', KEYS[1], name .. ':status', ARGV[2], name .. ':result', ARGV[3],
-           name .. ':version', ARGV[4], name .. ':error', ARGV[6], name .. ':finished_at', now,
+local name, now = ARGV[2], ARGV[7]
+redis.call('HSET', KEYS[1], name .. ':status', ARGV[3], name .. ':result', ARGV[4],
+           name .. ':version', ARGV[5], name .. ':error', ARGV[6], name .. ':finished_at', now,
            'updated_at', now)
 local terminal, failed, started = true, false, false
-for i = 7, #ARGV do
+for i = 9, #ARGV do
   local status = redis.call('HGET', KEYS[1], ARGV[i] .. ':status')
   if status == 'failed' then failed = true end
   if status ~= 'done' and status ~= 'failed' then terminal = false end
@@ -154,8 +165,10 @@ local overall = 'queued'
 if terminal then
   overall = failed and 'failed' or 'done'
   redis.call('HSET', KEYS[1], 'finished_at', now)
-elseif started then
-  overall = 'running'
+  redis.call('ZREM', KEYS[2], ARGV[1])
+else
+  if started then overall = 'running' end
+  redis.call('ZADD', KEYS[2], 'XX', ARGV[8], ARGV[1])
 end
 redis.call('HSET', KEYS[1], 'status', overall)
 return overall
@@ -187,6 +200,10 @@ class Store:
     @property
     def _articles_key(self) -> str:
         return f"{self.prefix}:articles"
+
+    @property
+    def _pending_key(self) -> str:
+        return f"{self.prefix}:pending"
 
     @property
     def _seeds_key(self) -> str:
@@ -225,12 +242,12 @@ class Store:
         for name in ANALYSES:
             values[f"{name}:status"] = "queued"
             values[f"{name}:attempts"] = "0"
-        keys = [self._article_key(article_id), self._articles_key]
+        keys = [self._article_key(article_id), self._articles_key, self._pending_key]
         if idempotency_key is not None:
             keys.append(f"{self.prefix}:idempotency:{hashlib.sha256(idempotency_key.encode()).hexdigest()}")
         flat = [item for pair in values.items() for item in pair]
         created, stored = self._create(
-            keys=keys, args=[article_id, int(time.time() * 1000), digest, self.idempotency_ttl, *flat]
+            keys=keys, args=[article_id, _now_ms(), digest, self.idempotency_ttl, *flat]
         )
         existing_id, _, existing_digest = stored.decode().partition("|")
         if not created and existing_digest != digest:
@@ -257,9 +274,12 @@ class Store:
     def article_exists(self, article_id: str) -> bool:
         return bool(self.redis.exists(self._article_key(article_id)))
 
-    def start_analysis(self, article_id: str, name: str) -> tuple[str | None, int] | None:
+    def start_analysis(self, article_id: str, name: str, worker: str = "") -> tuple[str | None, int] | None:
         """Mark an analysis running; returns (previous status, attempts so far), or None if no article."""
-        outcome = self._start(keys=[self._article_key(article_id)], args=[name, now_iso()])
+        outcome = self._start(
+            keys=[self._article_key(article_id), self._pending_key],
+            args=[article_id, name, now_iso(), _now_ms(), worker],
+        )
         if outcome is None:
             return None
         previous, attempts = outcome
@@ -277,18 +297,32 @@ class Store:
         """Store an analysis's result (or its failure) and return the article's new status."""
         status = "failed" if error is not None else "done"
         outcome = self._finish(
-            keys=[self._article_key(article_id)],
+            keys=[self._article_key(article_id), self._pending_key],
             args=[
+                article_id,
                 name,
                 status,
                 json.dumps(result) if result is not None else "",
                 version,
-                now_iso(),
                 error or "",
+                now_iso(),
+                _now_ms(),
                 *ANALYSES,
             ],
         )
         return _text(outcome) if outcome is not None else None  # type: ignore[return-value]
+
+    def stale_articles(self, older_than: float, limit: int = 500) -> list[str]:
+        """Unfinished articles with no progress for `older_than` seconds, the oldest first."""
+        cutoff = _now_ms() - int(older_than * 1000)
+        return [_text(item) for item in self.redis.zrangebyscore(self._pending_key, "-inf", cutoff, 0, limit)]
+
+    def touch_pending(self, article_id: str) -> None:
+        """Record progress on an unfinished article (the sweeper has just re-queued it)."""
+        self.redis.zadd(self._pending_key, {article_id: _now_ms()}, xx=True)
+
+    def pending_count(self) -> int:
+        return int(self.redis.zcard(self._pending_key))
 
     def list_article_ids(self, limit: int = 100) -> list[str]:
         """The most recent articles first."""
@@ -413,6 +447,7 @@ def _analysis_state(values: Mapping[str, str], name: str) -> AnalysisState:
         attempts=int(values.get(f"{name}:attempts", 0)),
         started_at=values.get(f"{name}:started_at"),
         finished_at=values.get(f"{name}:finished_at"),
+        worker=values.get(f"{name}:worker"),
     )
 
 

@@ -69,7 +69,12 @@ def create_celery(settings: Settings) -> Celery:
     return app
 
 
+def enqueue_analysis(app: Celery, analysis: str, article_id: str) -> None:
+    """Send the task of one analysis ("summary", ...); the message carries only the article id."""
+    app.send_task(f"analysis.{analysis}", args=[article_id])
+
+
 def enqueue_analyses(app: Celery, article_id: str) -> None:
-    """Send one task per analysis; each message carries only the article id."""
-    for name in ROUTES:
-        app.send_task(name, args=[article_id])
+    """Send one task per analysis."""
+    for task_name in ROUTES:
+        app.send_task(task_name, args=[article_id])

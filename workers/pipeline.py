@@ -7,6 +7,8 @@ worker, in the evaluation command and in the benchmark.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import asdict
@@ -118,21 +120,37 @@ def _target_block(value: stance.TargetStance) -> dict[str, Any]:
     return block
 
 
-def run_analysis(store: Store, analyzers: Analyzers, article_id: str, name: str) -> str | None:
+def give_up_reason(name: str, attempts: int) -> str:
+    return (
+        f"{name} analysis gave up after {attempts} attempts: each one stopped its worker "
+        "(a crash, or the time limit) before it finished"
+    )
+
+
+def run_analysis(
+    store: Store, analyzers: Analyzers, article_id: str, name: str, *, max_attempts: int = 3
+) -> str | None:
     """Run one analysis of one article and store the outcome; returns the article's new status.
 
     Safe to run twice (a redelivered message): a finished analysis is not redone, and a result
     overwrites its own field rather than adding a second one. Errors talking to Redis propagate so the
     caller can retry; an error inside the analysis is stored as that analysis's failure.
     """
-    started = store.start_analysis(article_id, name)
+    started = store.start_analysis(article_id, name, worker=f"{socket.gethostname()}:{os.getpid()}")
     if started is None:
         log.warning("article not found", extra={"article_id": article_id, "analysis": name})
         return None
     previous, attempts = started
-    if previous == "done":
-        log.info("analysis already done", extra={"article_id": article_id, "analysis": name})
+    if previous in {"done", "failed"}:
+        log.info("analysis already finished", extra={"article_id": article_id, "analysis": name})
         return None
+    if attempts > max_attempts:
+        log.error(
+            "analysis given up", extra={"article_id": article_id, "analysis": name, "attempts": attempts}
+        )
+        return store.finish_analysis(
+            article_id, name, result=None, version="", error=give_up_reason(name, attempts - 1)
+        )
     article = store.get_article(article_id)
     if article is None:
         return None

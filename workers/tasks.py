@@ -18,8 +18,9 @@ from celery.signals import setup_logging, worker_ready, worker_shutdown
 from newsdesk import logs
 from newsdesk.settings import Settings
 from newsdesk.store import Store
-from workers.celery_app import create_celery
+from workers.celery_app import create_celery, enqueue_analysis
 from workers.pipeline import Analyzers, run_analysis
+from workers.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class AnalysisTask(Task):  # type: ignore[misc]
 
 def _analyse(task: Task, article_id: str, name: str) -> None:
     with logs.bound(task_id=task.request.id, article_id=article_id, analysis=name):
-        run_analysis(runtime.store, runtime.analyzers, article_id, name)
+        run_analysis(runtime.store, runtime.analyzers, article_id, name, max_attempts=settings.max_attempts)
 
 
 @app.task(name="analysis.summary", base=AnalysisTask, bind=True)
@@ -88,8 +89,9 @@ def _configure_logging(**_: Any) -> None:
     logs.configure(settings.log_level, settings.log_format)
 
 
-# Heartbeat: the main worker process records itself every few seconds; /readyz counts the live ones.
-_stop_heartbeat = threading.Event()
+# Background duties of the main worker process: a heartbeat every few seconds (/readyz counts the live
+# workers) and the sweeper loop.
+_stop_background = threading.Event()
 
 
 def _worker_name(sender: Any) -> str:
@@ -97,24 +99,30 @@ def _worker_name(sender: Any) -> str:
 
 
 @worker_ready.connect
-def _start_heartbeat(sender: Any = None, **_: Any) -> None:
+def _start_background(sender: Any = None, **_: Any) -> None:
     name = _worker_name(sender)
     store = Store.from_settings(settings)
 
     def beat() -> None:
-        while not _stop_heartbeat.is_set():
+        while not _stop_background.is_set():
             try:
                 store.worker_heartbeat(name)
             except redis.RedisError:
                 log.warning("heartbeat failed", extra={"worker": name})
-            _stop_heartbeat.wait(HEARTBEAT_SECONDS)
+            _stop_background.wait(HEARTBEAT_SECONDS)
 
+    sweeper = Sweeper(
+        store, lambda analysis, article_id: enqueue_analysis(app, analysis, article_id), settings
+    )
     threading.Thread(target=beat, name="heartbeat", daemon=True).start()
+    threading.Thread(
+        target=sweeper.run_forever, args=(_stop_background,), name="sweeper", daemon=True
+    ).start()
     log.info("worker ready", extra={"worker": name})
 
 
 @worker_shutdown.connect
 def _stop(sender: Any = None, **_: Any) -> None:
-    _stop_heartbeat.set()
+    _stop_background.set()
     with contextlib.suppress(redis.RedisError):
         Store.from_settings(settings).worker_gone(_worker_name(sender))

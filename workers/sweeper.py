@@ -1,0 +1,77 @@
+"""The sweeper: a safety net that re-queues analyses of articles that stopped making progress.
+
+Messages are normally never lost (late acknowledgement, redelivery of a dead process's task, Redis with
+an append-only file), but an article can still stall: its enqueue failed after it was stored, a whole
+worker died holding its message, or Redis lost the last second of writes. Every worker runs the sweeper
+loop; a Redis lock lets one sweep run per interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis
+
+from newsdesk.settings import Settings
+from newsdesk.store import ANALYSES, Store
+from workers.pipeline import give_up_reason
+
+log = logging.getLogger(__name__)
+
+Enqueue = Callable[[str, str], None]  # (analysis name, article id)
+
+
+@dataclass(frozen=True, slots=True)
+class SweepResult:
+    requeued: int = 0
+    given_up: int = 0
+
+
+class Sweeper:
+    def __init__(self, store: Store, enqueue: Enqueue, settings: Settings) -> None:
+        self.store = store
+        self.enqueue = enqueue
+        self.settings = settings
+        self._lock_key = f"{store.prefix}:sweeper-lock"
+        self._token = uuid.uuid4().hex
+
+    def sweep_once(self) -> SweepResult:
+        """Re-queue the unfinished analyses of stalled articles; give up on those tried too often."""
+        requeued = given_up = 0
+        for article_id in self.store.stale_articles(self.settings.stuck_after):
+            article = self.store.get_article(article_id)
+            if article is None:
+                continue
+            for name in ANALYSES:
+                state = article.analyses[name]
+                if state.status in {"done", "failed"}:
+                    continue
+                if state.attempts >= self.settings.max_attempts:
+                    reason = give_up_reason(name, state.attempts)
+                    self.store.finish_analysis(article_id, name, result=None, version="", error=reason)
+                    given_up += 1
+                else:
+                    self.enqueue(name, article_id)
+                    requeued += 1
+            self.store.touch_pending(article_id)
+        if requeued or given_up:
+            log.warning("sweep", extra={"requeued": requeued, "given_up": given_up})
+        return SweepResult(requeued, given_up)
+
+    def sweep_if_due(self) -> SweepResult | None:
+        """Sweep unless another process swept within the last interval."""
+        interval_ms = max(1, int(self.settings.sweep_interval * 1000))
+        if not self.store.redis.set(self._lock_key, self._token, nx=True, px=interval_ms):
+            return None
+        return self.sweep_once()
+
+    def run_forever(self, stop: threading.Event) -> None:
+        while not stop.wait(self.settings.sweep_interval / 2):
+            try:
+                self.sweep_if_due()
+            except redis.RedisError as error:
+                log.warning("sweep failed", extra={"error": type(error).__name__})
