@@ -55,6 +55,11 @@ class Settings:
                 "NEWSDESK_VISIBILITY_TIMEOUT must be more than twice NEWSDESK_TASK_TIME_LIMIT, or a slow "
                 "analysis would be handed to a second worker while the first still runs it"
             )
+        if self.stuck_after <= self.task_time_limit:
+            raise ValueError(
+                "NEWSDESK_STUCK_AFTER must exceed NEWSDESK_TASK_TIME_LIMIT, or the sweeper would re-queue "
+                "analyses that are still running"
+            )
         if self.log_format not in {"keyvalue", "json"}:
             raise ValueError("NEWSDESK_LOG_FORMAT must be 'keyvalue' or 'json'")
         if self.stance_scorer not in {"model", "lexicon"}:

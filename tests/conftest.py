@@ -148,14 +148,16 @@ def start_worker(
 
     def start(concurrency: int = 2, env: dict[str, str] | None = None) -> ServiceProcess:
         name = f"worker-{uuid.uuid4().hex[:6]}"
+        full_env = {**service_env, **(env or {})}
         worker = ServiceProcess(
             name,
             ["worker", "--concurrency", str(concurrency), "--name", f"{name}@test"],
-            {**service_env, **(env or {})},
+            full_env,
             logs / f"{name}.log",
         ).start()
         started.append(worker)
-        wait_for(lambda: f"{name}@test" in live_store.live_workers(15), 60, f"{name} heartbeat", worker)
+        store = Store.from_settings(Settings.from_env(full_env))
+        wait_for(lambda: f"{name}@test" in store.live_workers(15), 60, f"{name} heartbeat", worker)
         return worker
 
     yield start

@@ -38,6 +38,8 @@ def create_celery(settings: Settings) -> Celery:
     transport = broker_transport_options(settings)
     app.conf.update(
         broker_url=settings.redis_url,
+        # kombu's Redis transport with the fix in workers/broker.py, for plain redis:// URLs.
+        broker_transport="workers.broker:Transport" if settings.redis_url.startswith("redis://") else None,
         broker_transport_options=transport,
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=settings.redis_timeout,
@@ -56,7 +58,7 @@ def create_celery(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_time_limit=settings.task_time_limit,
-        task_soft_time_limit=max(1, settings.task_time_limit - 10),
+        task_soft_time_limit=max(1, int(settings.task_time_limit * 0.9)),
         task_routes={name: {"queue": queue} for name, queue in ROUTES.items()},
         task_default_queue=QUEUES[0],
         task_serializer="json",
@@ -67,6 +69,19 @@ def create_celery(settings: Settings) -> Celery:
         enable_utc=True,
     )
     return app
+
+
+def analysis_queue_depths(app: Celery) -> dict[str, int]:
+    """Messages waiting in each analysis's queue, keyed by analysis ("summary", ...).
+
+    Messages a worker has taken (running or prefetched) are not counted.
+    """
+    with app.connection_for_read() as connection:
+        channel = connection.default_channel
+        return {
+            task_name.removeprefix("analysis."): int(channel.queue_declare(queue=queue).message_count)
+            for task_name, queue in ROUTES.items()
+        }
 
 
 def enqueue_analysis(app: Celery, analysis: str, article_id: str) -> None:

@@ -10,9 +10,12 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from typing import Any, TypeVar
+
+import redis
 
 from newsdesk.settings import Settings
 from newsdesk.store import Article, Store
@@ -21,6 +24,7 @@ from workers.analysis.stance import SentenceScorer
 from workers.analysis.text import prepare
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def load_scorer(kind: str) -> SentenceScorer:
@@ -127,46 +131,71 @@ def give_up_reason(name: str, attempts: int) -> str:
     )
 
 
+def patiently(operation: Callable[[], T], *, within: float) -> T:
+    """Run a store operation, retrying through a Redis outage of up to `within` seconds.
+
+    In-process, because the usual Celery retry publishes a new message through the broker: the very
+    Redis that is down. Past `within` the error propagates and the sweeper recovers the article.
+    """
+    deadline = time.monotonic() + within
+    delay = 0.1
+    while True:
+        try:
+            return operation()
+        except redis.RedisError as error:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("store unavailable, retrying", extra={"error": type(error).__name__, "in_s": delay})
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
 def run_analysis(
-    store: Store, analyzers: Analyzers, article_id: str, name: str, *, max_attempts: int = 3
+    store: Store,
+    analyzers: Analyzers,
+    article_id: str,
+    name: str,
+    *,
+    max_attempts: int = 3,
+    store_patience: float = 0.0,
 ) -> str | None:
     """Run one analysis of one article and store the outcome; returns the article's new status.
 
     Safe to run twice (a redelivered message): a finished analysis is not redone, and a result
-    overwrites its own field rather than adding a second one. Errors talking to Redis propagate so the
-    caller can retry; an error inside the analysis is stored as that analysis's failure.
+    overwrites its own field rather than adding a second one. Store calls ride out a Redis outage of
+    `store_patience` seconds; an error inside the analysis is stored as that analysis's failure.
     """
-    started = store.start_analysis(article_id, name, worker=f"{socket.gethostname()}:{os.getpid()}")
+    context = {"article_id": article_id, "analysis": name}
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    started = patiently(lambda: store.start_analysis(article_id, name, worker=worker), within=store_patience)
     if started is None:
-        log.warning("article not found", extra={"article_id": article_id, "analysis": name})
+        log.warning("article not found", extra=context)
         return None
     previous, attempts = started
     if previous in {"done", "failed"}:
-        log.info("analysis already finished", extra={"article_id": article_id, "analysis": name})
+        log.info("analysis already finished", extra=context)
         return None
+
+    def finish(**outcome: Any) -> str | None:
+        return patiently(lambda: store.finish_analysis(article_id, name, **outcome), within=store_patience)
+
     if attempts > max_attempts:
         log.error(
             "analysis given up", extra={"article_id": article_id, "analysis": name, "attempts": attempts}
         )
-        return store.finish_analysis(
-            article_id, name, result=None, version="", error=give_up_reason(name, attempts - 1)
-        )
-    article = store.get_article(article_id)
+        return finish(result=None, version="", error=give_up_reason(name, attempts - 1))
+    article = patiently(lambda: store.get_article(article_id), within=store_patience)
     if article is None:
         return None
     try:
         result, version = analyzers.get(name)(article)
+    except redis.RedisError:
+        raise  # reading seeds for the duplicate check: an outage, not this article's fault
     except Exception as error:
         log.exception(
             "analysis failed", extra={"article_id": article_id, "analysis": name, "attempt": attempts}
         )
-        return store.finish_analysis(
-            article_id,
-            name,
-            result=None,
-            version="",
-            error=f"{name} analysis failed ({type(error).__name__})",
-        )
-    status = store.finish_analysis(article_id, name, result=result, version=version)
-    log.info("analysis done", extra={"article_id": article_id, "analysis": name, "article_status": status})
+        return finish(result=None, version="", error=f"{name} analysis failed ({type(error).__name__})")
+    status = finish(result=result, version=version)
+    log.info("analysis done", extra={**context, "article_status": status})
     return status

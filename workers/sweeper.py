@@ -9,12 +9,9 @@ loop; a Redis lock lets one sweep run per interval.
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-
-import redis
 
 from newsdesk.settings import Settings
 from newsdesk.store import ANALYSES, Store
@@ -23,6 +20,7 @@ from workers.pipeline import give_up_reason
 log = logging.getLogger(__name__)
 
 Enqueue = Callable[[str, str], None]  # (analysis name, article id)
+QueueDepths = Callable[[], Mapping[str, int]]  # analysis name -> messages waiting in its queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,23 +30,33 @@ class SweepResult:
 
 
 class Sweeper:
-    def __init__(self, store: Store, enqueue: Enqueue, settings: Settings) -> None:
+    def __init__(self, store: Store, enqueue: Enqueue, queue_depths: QueueDepths, settings: Settings) -> None:
         self.store = store
         self.enqueue = enqueue
+        self.queue_depths = queue_depths
         self.settings = settings
         self._lock_key = f"{store.prefix}:sweeper-lock"
         self._token = uuid.uuid4().hex
 
     def sweep_once(self) -> SweepResult:
-        """Re-queue the unfinished analyses of stalled articles; give up on those tried too often."""
+        """Re-queue the unfinished analyses of stalled articles; give up on those tried too often.
+
+        An analysis still `queued` while its queue holds messages is probably waiting its turn in a
+        backlog: it is left alone until the queue drains, so an overload is not doubled. One `running`
+        without progress for stuck_after (longer than the task time limit) lost its worker.
+        """
         requeued = given_up = 0
-        for article_id in self.store.stale_articles(self.settings.stuck_after):
+        stale = self.store.stale_articles(self.settings.stuck_after)
+        depths = self.queue_depths() if stale else {}
+        for article_id in stale:
             article = self.store.get_article(article_id)
             if article is None:
                 continue
             for name in ANALYSES:
                 state = article.analyses[name]
                 if state.status in {"done", "failed"}:
+                    continue
+                if state.status == "queued" and depths.get(name, 0) > 0:
                     continue
                 if state.attempts >= self.settings.max_attempts:
                     reason = give_up_reason(name, state.attempts)
@@ -68,10 +76,3 @@ class Sweeper:
         if not self.store.redis.set(self._lock_key, self._token, nx=True, px=interval_ms):
             return None
         return self.sweep_once()
-
-    def run_forever(self, stop: threading.Event) -> None:
-        while not stop.wait(self.settings.sweep_interval / 2):
-            try:
-                self.sweep_if_due()
-            except redis.RedisError as error:
-                log.warning("sweep failed", extra={"error": type(error).__name__})

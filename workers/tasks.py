@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import socket
-import threading
 from typing import Any
 
 import redis
-from celery import Task
-from celery.signals import setup_logging, worker_ready, worker_shutdown
+from celery import Task, bootsteps
+from celery.signals import setup_logging
 
 from newsdesk import logs
 from newsdesk.settings import Settings
 from newsdesk.store import Store
-from workers.celery_app import create_celery, enqueue_analysis
+from workers.celery_app import analysis_queue_depths, create_celery, enqueue_analysis
 from workers.pipeline import Analyzers, run_analysis
 from workers.sweeper import Sweeper
 
@@ -53,32 +51,29 @@ class _Runtime:
 runtime = _Runtime()
 
 
-class AnalysisTask(Task):  # type: ignore[misc]
-    """Shared settings of the analysis tasks: retry while Redis is unreachable, with backoff."""
-
-    autoretry_for = (redis.ConnectionError, redis.TimeoutError)
-    retry_backoff = 1
-    retry_backoff_max = 30
-    retry_jitter = True
-    max_retries = 20
-
-
 def _analyse(task: Task, article_id: str, name: str) -> None:
     with logs.bound(task_id=task.request.id, article_id=article_id, analysis=name):
-        run_analysis(runtime.store, runtime.analyzers, article_id, name, max_attempts=settings.max_attempts)
+        run_analysis(
+            runtime.store,
+            runtime.analyzers,
+            article_id,
+            name,
+            max_attempts=settings.max_attempts,
+            store_patience=settings.task_time_limit / 2,
+        )
 
 
-@app.task(name="analysis.summary", base=AnalysisTask, bind=True)
+@app.task(name="analysis.summary", bind=True)
 def summary_task(self: Task, article_id: str) -> None:
     _analyse(self, article_id, "summary")
 
 
-@app.task(name="analysis.stance", base=AnalysisTask, bind=True)
+@app.task(name="analysis.stance", bind=True)
 def stance_task(self: Task, article_id: str) -> None:
     _analyse(self, article_id, "stance")
 
 
-@app.task(name="analysis.duplicates", base=AnalysisTask, bind=True)
+@app.task(name="analysis.duplicates", bind=True)
 def duplicates_task(self: Task, article_id: str) -> None:
     _analyse(self, article_id, "duplicates")
 
@@ -89,40 +84,53 @@ def _configure_logging(**_: Any) -> None:
     logs.configure(settings.log_level, settings.log_format)
 
 
-# Background duties of the main worker process: a heartbeat every few seconds (/readyz counts the live
-# workers) and the sweeper loop.
-_stop_background = threading.Event()
+class WorkerDuties(bootsteps.StartStopStep):  # type: ignore[misc]
+    """The worker's heartbeat (/readyz counts live workers) and the sweeper loop.
+
+    They run on the consumer's own timer, not in threads of their own: when the consumer stalls
+    (reconnecting to Redis) or dies, the heartbeat stops with it, and the worker stops counting as live.
+    """
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def __init__(self, consumer: Any, **kwargs: Any) -> None:
+        super().__init__(consumer, **kwargs)
+        self.timers: list[Any] = []
+        self.store = Store.from_settings(settings)
+        self.sweeper = Sweeper(
+            self.store,
+            lambda analysis, article_id: enqueue_analysis(app, analysis, article_id),
+            lambda: analysis_queue_depths(app),
+            settings,
+        )
+
+    def start(self, consumer: Any) -> None:
+        name = str(consumer.hostname)
+        self._beat(name)
+        self.timers = [
+            consumer.timer.call_repeatedly(HEARTBEAT_SECONDS, self._beat, (name,)),
+            consumer.timer.call_repeatedly(settings.sweep_interval / 2, self._sweep),
+        ]
+        log.info("worker duties started", extra={"worker": name})
+
+    def stop(self, consumer: Any) -> None:
+        for timer in self.timers:
+            timer.cancel()
+        self.timers = []
+        with contextlib.suppress(redis.RedisError):
+            self.store.worker_gone(str(consumer.hostname))
+
+    def _beat(self, name: str) -> None:
+        try:
+            self.store.worker_heartbeat(name)
+        except redis.RedisError as error:
+            log.warning("heartbeat failed", extra={"worker": name, "error": type(error).__name__})
+
+    def _sweep(self) -> None:
+        try:
+            self.sweeper.sweep_if_due()
+        except redis.RedisError as error:
+            log.warning("sweep failed", extra={"error": type(error).__name__})
 
 
-def _worker_name(sender: Any) -> str:
-    return str(getattr(sender, "hostname", None) or socket.gethostname())
-
-
-@worker_ready.connect
-def _start_background(sender: Any = None, **_: Any) -> None:
-    name = _worker_name(sender)
-    store = Store.from_settings(settings)
-
-    def beat() -> None:
-        while not _stop_background.is_set():
-            try:
-                store.worker_heartbeat(name)
-            except redis.RedisError:
-                log.warning("heartbeat failed", extra={"worker": name})
-            _stop_background.wait(HEARTBEAT_SECONDS)
-
-    sweeper = Sweeper(
-        store, lambda analysis, article_id: enqueue_analysis(app, analysis, article_id), settings
-    )
-    threading.Thread(target=beat, name="heartbeat", daemon=True).start()
-    threading.Thread(
-        target=sweeper.run_forever, args=(_stop_background,), name="sweeper", daemon=True
-    ).start()
-    log.info("worker ready", extra={"worker": name})
-
-
-@worker_shutdown.connect
-def _stop(sender: Any = None, **_: Any) -> None:
-    _stop_background.set()
-    with contextlib.suppress(redis.RedisError):
-        Store.from_settings(settings).worker_gone(_worker_name(sender))
+app.steps["consumer"].add(WorkerDuties)

@@ -21,9 +21,20 @@ class RecordingEnqueue:
         self.sent.append((analysis, article_id))
 
 
+def empty_queues() -> dict[str, int]:
+    return {"summary": 0, "stance": 0, "duplicates": 0}
+
+
 @pytest.fixture
 def fast_settings() -> Settings:
-    return Settings.from_env({}, key_prefix="unit", stuck_after=0.05, sweep_interval=0.2, max_attempts=3)
+    return Settings.from_env(
+        {},
+        key_prefix="unit",
+        task_time_limit=0.01,
+        visibility_timeout=1,
+        stuck_after=0.05,
+        sweep_interval=0.2,
+    )
 
 
 def test_pending_index_follows_progress(store: Store) -> None:
@@ -37,11 +48,11 @@ def test_pending_index_follows_progress(store: Store) -> None:
 
 def test_stalled_articles_are_requeued_once_per_interval(store: Store, fast_settings: Settings) -> None:
     enqueue = RecordingEnqueue()
-    sweeper = Sweeper(store, enqueue, fast_settings)
+    sweeper = Sweeper(store, enqueue, empty_queues, fast_settings)
     stalled = store.create_article(NewArticle(text="Words here.")).article_id
     store.finish_analysis(stalled, "summary", result={}, version="v")
-    fresh_settings = Settings.from_env({}, key_prefix="unit", stuck_after=60)
-    assert Sweeper(store, enqueue, fresh_settings).sweep_once().requeued == 0  # not stalled yet
+    fresh_settings = Settings.from_env({}, key_prefix="unit", task_time_limit=10, stuck_after=60)
+    assert Sweeper(store, enqueue, empty_queues, fresh_settings).sweep_once().requeued == 0  # not stalled yet
     time.sleep(0.1)
     assert sweeper.sweep_if_due() is not None
     assert sorted(enqueue.sent) == [("duplicates", stalled), ("stance", stalled)]
@@ -70,7 +81,7 @@ def test_sweeper_gives_up_where_attempts_are_spent(store: Store, fast_settings: 
     for _ in range(3):
         store.start_analysis(article_id, "stance")
     time.sleep(0.1)
-    result = Sweeper(store, enqueue, fast_settings).sweep_once()
+    result = Sweeper(store, enqueue, empty_queues, fast_settings).sweep_once()
     assert (result.requeued, result.given_up) == (0, 1)
     article = store.get_article(article_id)
     assert article is not None
@@ -86,3 +97,16 @@ def test_a_finished_analysis_is_never_rerun(store: Store, fast_settings: Setting
     article = store.get_article(article_id)
     assert article is not None
     assert article.analyses["summary"].status == "failed"
+
+
+def test_queued_analyses_wait_while_their_queue_has_a_backlog(store: Store, fast_settings: Settings) -> None:
+    enqueue = RecordingEnqueue()
+    article_id = store.create_article(NewArticle(text="Words here.")).article_id
+    store.start_analysis(article_id, "summary")  # running, stalled: its worker is gone
+    time.sleep(0.1)
+
+    def backlog() -> dict[str, int]:
+        return {"summary": 0, "stance": 40, "duplicates": 0}
+
+    Sweeper(store, enqueue, backlog, fast_settings).sweep_once()
+    assert sorted(enqueue.sent) == [("duplicates", article_id), ("summary", article_id)]

@@ -1,0 +1,259 @@
+"""Faults at the process level: killed workers, a Redis restart, Redis down, a burst of submissions.
+
+Each test runs its own processes under its own key prefix, with short delivery bounds (visibility
+timeout, stuck-after) so that recovery shows within seconds instead of the production minutes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from newsdesk.embedded import EmbeddedRedis, free_port
+from newsdesk.settings import Settings
+from newsdesk.store import ANALYSES, Store
+from tests.conftest import ServiceProcess, wait_for
+
+pytestmark = pytest.mark.integration
+
+SEEDS = Path(__file__).resolve().parents[2] / "seeds"
+SEED_TEXTS = [p.read_text(encoding="utf-8") for p in sorted(SEEDS.glob("*.txt"))]
+# Recovery bounds for these tests: an unacknowledged message comes back after 25 s (visibility timeout);
+# the sweeper re-queues an analysis after 12 s without progress.
+FAST_RECOVERY = {
+    "NEWSDESK_TASK_TIME_LIMIT": "10",
+    "NEWSDESK_VISIBILITY_TIMEOUT": "25",
+    "NEWSDESK_STUCK_AFTER": "12",
+    "NEWSDESK_SWEEP_INTERVAL": "2",
+}
+
+
+def long_article(copies: int) -> str:
+    """A long, real-looking article (the seeds, repeated): stance takes about 0.05 s per copy."""
+    return "\n\n".join(SEED_TEXTS[i % len(SEED_TEXTS)] for i in range(copies))
+
+
+@pytest.fixture
+def isolated(redis_url: str) -> Iterator[dict[str, str]]:
+    """Environment overrides giving a test its own key prefix (and so its own queues)."""
+    prefix = f"fault-{uuid.uuid4().hex[:8]}"
+    yield {"NEWSDESK_KEY_PREFIX": prefix, **FAST_RECOVERY}
+    store = Store.from_settings(Settings.from_env({}, redis_url=redis_url, key_prefix=prefix))
+    for key in store.redis.scan_iter(match=f"{prefix}:*", count=1000):
+        store.redis.delete(key)
+
+
+def store_for(env: dict[str, str]) -> Store:
+    return Store.from_settings(Settings.from_env(env))
+
+
+def submit(client: httpx.Client, text: str) -> str:
+    response = client.post("/v1/articles", json={"text": text})
+    assert response.status_code == 202, response.text
+    return str(response.json()["id"])
+
+
+def wait_all_done(store: Store, ids: list[str], timeout: float) -> None:
+    def finished() -> bool:
+        return all(getattr(store.get_article(i), "status", None) in {"done", "failed"} for i in ids)
+
+    wait_for(finished, timeout, f"{len(ids)} articles to finish")
+    statuses = {i: store.get_article(i).status for i in ids}  # type: ignore[union-attr]
+    assert set(statuses.values()) == {"done"}, statuses
+
+
+def test_killing_a_worker_child_mid_analysis_loses_nothing(
+    start_worker: Callable[..., ServiceProcess],
+    start_api: Callable[..., tuple[ServiceProcess, str]],
+    service_env: dict[str, str],
+    isolated: dict[str, str],
+) -> None:
+    env = {**service_env, **isolated}
+    store = store_for(env)
+    start_worker(concurrency=2, env=isolated)
+    _, url = start_api(env=isolated)
+    with httpx.Client(base_url=url, timeout=10) as client:
+        article_id = submit(client, long_article(60))  # about 3 s of stance analysis
+
+    def stance_running() -> bool:
+        article = store.get_article(article_id)
+        return article is not None and article.analyses["stance"].status == "running"
+
+    wait_for(stance_running, 30, "the stance analysis to start")
+    article = store.get_article(article_id)
+    assert article is not None
+    worker = article.analyses["stance"].worker
+    assert worker
+    os.kill(int(worker.rsplit(":", 1)[1]), signal.SIGKILL)  # the pool process running it
+
+    wait_all_done(store, [article_id], 90)
+    done = store.get_article(article_id)
+    assert done is not None
+    assert done.analyses["stance"].attempts == 2  # the message came back once, ran once more
+    assert done.analyses["stance"].worker != worker
+    assert done.analyses["stance"].result is not None
+
+
+def test_killing_the_whole_worker_then_starting_another(
+    start_worker: Callable[..., ServiceProcess],
+    start_api: Callable[..., tuple[ServiceProcess, str]],
+    service_env: dict[str, str],
+    isolated: dict[str, str],
+) -> None:
+    env = {**service_env, **isolated}
+    store = store_for(env)
+    first = start_worker(concurrency=2, env=isolated)
+    _, url = start_api(env=isolated)
+    with httpx.Client(base_url=url, timeout=10) as client:
+        ids = [submit(client, long_article(20)) for _ in range(12)]  # about 1 s each
+
+    def busy() -> bool:  # tasks running, and more waiting: prefetched (reserved) or queued
+        articles = [store.get_article(i) for i in ids]
+        running = sum(a.analyses[n].status == "running" for a in articles if a for n in ANALYSES)
+        unfinished = sum(a.status != "done" for a in articles if a)
+        return running >= 1 and unfinished >= 3
+
+    wait_for(busy, 30, "the worker to hold running and waiting tasks")
+    os.killpg(first.pid, signal.SIGKILL)  # the main process and its pool: no warm shutdown
+    first.process.wait()  # type: ignore[union-attr]
+    start_worker(concurrency=2, env=isolated)
+    wait_all_done(store, ids, 120)
+
+
+def test_redis_restart_under_submissions(
+    start_worker: Callable[..., ServiceProcess],
+    start_api: Callable[..., tuple[ServiceProcess, str]],
+    tmp_path: Path,
+    isolated: dict[str, str],
+) -> None:
+    port = free_port()
+    server = EmbeddedRedis(tmp_path / "redis", port=port).start()
+    # Limits in production proportion to a short outage: a task in flight keeps running through it.
+    own = {
+        **isolated,
+        "REDIS_URL": server.url,
+        "NEWSDESK_TASK_TIME_LIMIT": "30",
+        "NEWSDESK_VISIBILITY_TIMEOUT": "65",
+        "NEWSDESK_STUCK_AFTER": "35",
+    }
+    try:
+        start_worker(concurrency=2, env=own)
+        _, url = start_api(env=own)
+        accepted: list[str] = []
+        refused: list[tuple[int, float]] = []
+        stop = threading.Event()
+
+        def keep_submitting() -> None:
+            with httpx.Client(base_url=url, timeout=10) as client:
+                index = 0
+                while not stop.is_set():
+                    started = time.monotonic()
+                    response = client.post("/v1/articles", json={"text": SEED_TEXTS[index % 5]})
+                    if response.status_code == 202:
+                        accepted.append(response.json()["id"])
+                    else:
+                        refused.append((response.status_code, time.monotonic() - started))
+                    index += 1
+                    time.sleep(0.05)
+
+        submitter = threading.Thread(target=keep_submitting)
+        submitter.start()
+        time.sleep(3)
+        server.stop()  # a clean shutdown: Redis writes its append-only file
+        time.sleep(2)
+        server = EmbeddedRedis(tmp_path / "redis", port=port).start()
+        time.sleep(4)
+        stop.set()
+        submitter.join()
+
+        assert refused, "some submissions should have met the stopped Redis"
+        assert {status for status, _ in refused} == {503}
+        assert max(seconds for _, seconds in refused) < 2.5
+        store = Store.from_settings(
+            Settings.from_env({}, redis_url=server.url, key_prefix=isolated["NEWSDESK_KEY_PREFIX"])
+        )
+        assert len(accepted) == len(set(accepted))
+        assert all(store.get_article(i) is not None for i in accepted)  # every 202 survived the restart
+        wait_all_done(store, accepted, 120)
+    finally:
+        server.stop()
+
+
+def test_redis_down_at_submission_is_503_and_a_retry_gives_one_article(
+    start_api: Callable[..., tuple[ServiceProcess, str]], tmp_path: Path, isolated: dict[str, str]
+) -> None:
+    port = free_port()
+    server = EmbeddedRedis(tmp_path / "redis", port=port).start()
+    own = {**isolated, "REDIS_URL": server.url}
+    _, url = start_api(env=own)
+    server.stop()
+    body = {"text": SEED_TEXTS[0]}
+    headers = {"Idempotency-Key": "retry-me-1"}
+    with httpx.Client(base_url=url, timeout=10) as client:
+        started = time.monotonic()
+        down = client.post("/v1/articles", json=body, headers=headers)
+        assert time.monotonic() - started < 1.5
+        assert down.status_code == 503
+        assert down.headers["content-type"] == "application/problem+json"
+        assert int(down.headers["Retry-After"]) > 0
+        server = EmbeddedRedis(tmp_path / "redis", port=port).start()
+        try:
+            first = client.post("/v1/articles", json=body, headers=headers)
+            again = client.post("/v1/articles", json=body, headers=headers)
+            assert first.status_code == again.status_code == 202
+            assert first.json()["id"] == again.json()["id"]
+            store = Store.from_settings(
+                Settings.from_env({}, redis_url=server.url, key_prefix=isolated["NEWSDESK_KEY_PREFIX"])
+            )
+            assert store.list_article_ids() == [first.json()["id"]]
+        finally:
+            server.stop()
+
+
+def test_a_thousand_submissions_with_two_workers(
+    start_worker: Callable[..., ServiceProcess],
+    start_api: Callable[..., tuple[ServiceProcess, str]],
+    service_env: dict[str, str],
+    isolated: dict[str, str],
+) -> None:
+    env = {**service_env, **isolated}
+    store = store_for(env)
+    start_worker(concurrency=1, env=isolated)
+    start_worker(concurrency=1, env=isolated)
+    _, url = start_api(env=isolated)
+    bodies = [
+        {"text": f"{SEED_TEXTS[i % 5]}\n\nUpdate {i}: officials gave no further details."}
+        for i in range(1000)
+    ]
+
+    with httpx.Client(base_url=url, timeout=30, limits=httpx.Limits(max_connections=16)) as client:
+
+        def post(body: dict[str, Any]) -> str:
+            return submit(client, body["text"])
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            ids = list(pool.map(post, bodies))
+
+    assert len(set(ids)) == 1000
+    assert len(store.list_article_ids(limit=5000)) == 1000  # no article stored twice
+    wait_all_done(store, ids, 600)
+    for article_id in ids:
+        article = store.get_article(article_id)
+        assert article is not None
+        for name in ANALYSES:
+            assert article.analyses[name].attempts == 1  # each analysis ran exactly once
+            assert article.analyses[name].result is not None
+    assert store.pending_count() == 0
+    with contextlib.suppress(Exception):
+        store.redis.close()
