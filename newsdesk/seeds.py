@@ -6,9 +6,8 @@ import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from workers.analysis.duplicates import sketch
-
 from newsdesk.store import Seed, Store
+from workers.analysis.duplicates import sketch
 
 
 class SeedFileError(ValueError):
