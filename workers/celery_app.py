@@ -5,8 +5,11 @@ The API imports this module to enqueue tasks by name; it must stay free of analy
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
+import redis
 from celery import Celery
 
 from newsdesk.settings import Settings
@@ -21,13 +24,21 @@ ROUTES: dict[str, str] = {
 QUEUES: tuple[str, ...] = tuple(dict.fromkeys(ROUTES.values()))
 
 
+def broker_key_prefix(settings: Settings) -> str:
+    return f"{settings.key_prefix}:celery:"
+
+
 def broker_transport_options(settings: Settings) -> dict[str, Any]:
     return {
         # An unacknowledged message goes back to the queue after this long; it must outlast any task.
         "visibility_timeout": settings.visibility_timeout,
+        # ...checked every tenth of it (kombu's default scans only every ~100 s, whatever the timeout), so
+        # a dead worker's messages are back within about 1.1 visibility timeouts.
+        "unacked_restore_interval": max(1, settings.visibility_timeout // 10),
+        "unacked_restore_throttle": 1,
         # Keys of the queues live under the service's prefix, so several deployments (or test runs)
         # can share one Redis.
-        "global_keyprefix": f"{settings.key_prefix}:celery:",
+        "global_keyprefix": broker_key_prefix(settings),
         "socket_timeout": settings.redis_timeout * 5,
         "socket_connect_timeout": settings.redis_timeout,
     }
@@ -71,17 +82,38 @@ def create_celery(settings: Settings) -> Celery:
     return app
 
 
-def analysis_queue_depths(app: Celery) -> dict[str, int]:
-    """Messages waiting in each analysis's queue, keyed by analysis ("summary", ...).
+class CeleryBrokerView:
+    """What the broker holds, for the sweeper: queue backlogs, and messages workers have taken."""
 
-    Messages a worker has taken (running or prefetched) are not counted.
-    """
-    with app.connection_for_read() as connection:
-        channel = connection.default_channel
-        return {
-            task_name.removeprefix("analysis."): int(channel.queue_declare(queue=queue).message_count)
-            for task_name, queue in ROUTES.items()
-        }
+    def __init__(self, app: Celery, client: redis.Redis, settings: Settings) -> None:
+        self.app = app
+        self.client = client
+        # kombu's Redis transport keeps every delivered, unacknowledged message (running or prefetched)
+        # in this hash ("unacked", its default name, under our key prefix) until it is acknowledged.
+        self.unacked_key = f"{broker_key_prefix(settings)}unacked"
+
+    def queue_depths(self) -> dict[str, int]:
+        """Messages waiting in each analysis's queue, keyed by analysis ("summary", ...)."""
+        with self.app.connection_for_read() as connection:
+            channel = connection.default_channel
+            return {
+                task_name.removeprefix("analysis."): int(channel.queue_declare(queue=queue).message_count)
+                for task_name, queue in ROUTES.items()
+            }
+
+    def held(self) -> set[tuple[str, str]]:
+        """(analysis, article id) of each message a worker has taken and not acknowledged."""
+        held: set[tuple[str, str]] = set()
+        for raw in self.client.hvals(self.unacked_key):
+            try:
+                message = json.loads(raw)[0]
+                args = json.loads(base64.b64decode(message["body"]))[
+                    0
+                ]  # Celery protocol 2: [args, kwargs, embed]
+                held.add((str(message["headers"]["task"]).removeprefix("analysis."), str(args[0])))
+            except (ValueError, KeyError, IndexError, TypeError):
+                continue  # not an analysis message
+        return held
 
 
 def enqueue_analysis(app: Celery, analysis: str, article_id: str) -> None:

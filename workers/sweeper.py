@@ -12,6 +12,7 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from newsdesk.settings import Settings
 from newsdesk.store import ANALYSES, Store
@@ -20,7 +21,16 @@ from workers.pipeline import give_up_reason
 log = logging.getLogger(__name__)
 
 Enqueue = Callable[[str, str], None]  # (analysis name, article id)
-QueueDepths = Callable[[], Mapping[str, int]]  # analysis name -> messages waiting in its queue
+
+
+class BrokerView(Protocol):
+    def queue_depths(self) -> Mapping[str, int]:
+        """Analysis name -> messages waiting in its queue."""
+        ...
+
+    def held(self) -> set[tuple[str, str]]:
+        """(analysis, article id) of messages that workers have taken (running or prefetched)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,10 +40,10 @@ class SweepResult:
 
 
 class Sweeper:
-    def __init__(self, store: Store, enqueue: Enqueue, queue_depths: QueueDepths, settings: Settings) -> None:
+    def __init__(self, store: Store, enqueue: Enqueue, broker: BrokerView, settings: Settings) -> None:
         self.store = store
         self.enqueue = enqueue
-        self.queue_depths = queue_depths
+        self.broker = broker
         self.settings = settings
         self._lock_key = f"{store.prefix}:sweeper-lock"
         self._token = uuid.uuid4().hex
@@ -41,13 +51,16 @@ class Sweeper:
     def sweep_once(self) -> SweepResult:
         """Re-queue the unfinished analyses of stalled articles; give up on those tried too often.
 
-        An analysis still `queued` while its queue holds messages is probably waiting its turn in a
-        backlog: it is left alone until the queue drains, so an overload is not doubled. One `running`
-        without progress for stuck_after (longer than the task time limit) lost its worker.
+        An analysis whose message a worker holds (running or prefetched) is not lost: if that worker
+        dies, the broker gives the message back after the visibility timeout. While its queue still
+        holds messages, it is probably waiting its turn in a backlog, and an overload must not be
+        doubled. Otherwise its message is gone (an enqueue that failed, a hard time-limit kill, writes
+        Redis lost in a crash), and it is sent again.
         """
         requeued = given_up = 0
         stale = self.store.stale_articles(self.settings.stuck_after)
-        depths = self.queue_depths() if stale else {}
+        depths = self.broker.queue_depths() if stale else {}
+        held = self.broker.held() if stale else set()
         for article_id in stale:
             article = self.store.get_article(article_id)
             if article is None:
@@ -56,7 +69,7 @@ class Sweeper:
                 state = article.analyses[name]
                 if state.status in {"done", "failed"}:
                     continue
-                if state.status == "queued" and depths.get(name, 0) > 0:
+                if (name, article_id) in held or depths.get(name, 0) > 0:
                     continue
                 if state.attempts >= self.settings.max_attempts:
                     reason = give_up_reason(name, state.attempts)

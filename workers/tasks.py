@@ -16,7 +16,7 @@ from celery.signals import setup_logging
 from newsdesk import logs
 from newsdesk.settings import Settings
 from newsdesk.store import Store
-from workers.celery_app import analysis_queue_depths, create_celery, enqueue_analysis
+from workers.celery_app import CeleryBrokerView, create_celery, enqueue_analysis
 from workers.pipeline import Analyzers, run_analysis
 from workers.sweeper import Sweeper
 
@@ -100,7 +100,7 @@ class WorkerDuties(bootsteps.StartStopStep):  # type: ignore[misc]
         self.sweeper = Sweeper(
             self.store,
             lambda analysis, article_id: enqueue_analysis(app, analysis, article_id),
-            lambda: analysis_queue_depths(app),
+            CeleryBrokerView(app, self.store.redis, settings),
             settings,
         )
 

@@ -24,6 +24,7 @@ from newsdesk.embedded import EmbeddedRedis, free_port
 from newsdesk.settings import Settings
 from newsdesk.store import ANALYSES, Store
 from tests.conftest import ServiceProcess, wait_for
+from workers.celery_app import CeleryBrokerView, create_celery
 
 pytestmark = pytest.mark.integration
 
@@ -125,6 +126,10 @@ def test_killing_the_whole_worker_then_starting_another(
         return running >= 1 and unfinished >= 3
 
     wait_for(busy, 30, "the worker to hold running and waiting tasks")
+    broker = CeleryBrokerView(create_celery(Settings.from_env(env)), store.redis, Settings.from_env(env))
+    held = broker.held()
+    assert held, "the worker holds messages (running and prefetched)"
+    assert {article_id for _, article_id in held} <= set(ids)
     os.killpg(first.pid, signal.SIGKILL)  # the main process and its pool: no warm shutdown
     first.process.wait()  # type: ignore[union-attr]
     start_worker(concurrency=2, env=isolated)
