@@ -61,7 +61,11 @@ def read_json_body(request: Request) -> Any:
             "Unsupported media type",
             f"Send the body as application/json, not {request.mimetype or 'no Content-Type'}.",
         )
-    raw = request.get_data(cache=True)  # over MAX_CONTENT_LENGTH, chunked or not: 413
+    raw = request.get_data(cache=True)  # a Content-Length over MAX_CONTENT_LENGTH: 413 here
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(raw) >= limit:
+        # A chunked body is cut at the limit rather than refused; reaching the limit means it was longer.
+        raise Problem(413, "body-too-large", "Request body too large", f"The body is over {limit} bytes.")
     if not raw.strip():
         raise _bad_json("The body is empty.")
     try:

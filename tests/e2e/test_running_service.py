@@ -111,3 +111,22 @@ def test_separate_api_and_worker_processes(
     for result, path in zip(results, sorted(SEEDS.glob("*.txt")), strict=True):
         assert result["duplicates"]["matches"][0]["seed_id"] == path.stem
         assert len(result["summary"]["sentences"]) == 3
+
+
+def test_chunked_body_over_the_limit_is_413_through_gunicorn(
+    start_api: Callable[..., tuple[ServiceProcess, str]], live_store: Store
+) -> None:
+    _, url = start_api(env={"NEWSDESK_MAX_BODY_BYTES": "65536"})
+    body = json.dumps({"text": "word " * 40_000}).encode()  # about 200 KB
+
+    def chunks() -> Any:  # no Content-Length: the body arrives with Transfer-Encoding: chunked
+        for start in range(0, len(body), 8192):
+            yield body[start : start + 8192]
+
+    before = live_store.list_article_ids(limit=10_000)
+    response = httpx.post(
+        f"{url}/v1/articles", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
+    assert live_store.list_article_ids(limit=10_000) == before

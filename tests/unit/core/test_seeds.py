@@ -1,0 +1,55 @@
+"""Reading seed files: a folder of .txt files or a JSONL file, with clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from newsdesk.seeds import SeedFileError, add_seeds, read_seeds
+from newsdesk.store import Store
+
+
+def test_folder_of_text_files(tmp_path: Path) -> None:
+    (tmp_path / "b_story.txt").write_text("Second story text.", encoding="utf-8")
+    (tmp_path / "a_story.txt").write_text("First story text.", encoding="utf-8")
+    (tmp_path / "notes.md").write_text("ignored", encoding="utf-8")
+    seeds = list(read_seeds(tmp_path))
+    assert [(s.id, s.text) for s in seeds] == [
+        ("a_story", "First story text."),
+        ("b_story", "Second story text."),
+    ]
+
+
+def test_jsonl_file(tmp_path: Path) -> None:
+    path = tmp_path / "seeds.jsonl"
+    rows = [{"id": "x1", "title": "T", "text": "Alpha."}, {"id": 7, "text": "Beta.", "source": "Wire"}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n", encoding="utf-8")
+    seeds = list(read_seeds(path))
+    assert [(s.id, s.title, s.source, s.text) for s in seeds] == [
+        ("x1", "T", None, "Alpha."),
+        ("7", None, "Wire", "Beta."),
+    ]
+
+
+@pytest.mark.parametrize("line", ['{"id": "x"}', "not json", '["x", "y"]'])
+def test_bad_jsonl_line_names_the_line(tmp_path: Path, line: str) -> None:
+    path = tmp_path / "seeds.jsonl"
+    path.write_text(json.dumps({"id": "ok", "text": "Fine."}) + "\n" + line + "\n", encoding="utf-8")
+    with pytest.raises(SeedFileError, match=r"seeds\.jsonl:2"):
+        list(read_seeds(path))
+
+
+def test_non_utf8_text_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    with pytest.raises(SeedFileError, match=r"latin1\.txt: not UTF-8"):
+        list(read_seeds(tmp_path))
+
+
+def test_loading_twice_changes_nothing(tmp_path: Path, store: Store) -> None:
+    (tmp_path / "one.txt").write_text(
+        "A seed about talks in Geneva between the two delegations.", encoding="utf-8"
+    )
+    assert add_seeds(store, read_seeds(tmp_path)) == (1, 0)
+    assert add_seeds(store, read_seeds(tmp_path)) == (0, 1)
