@@ -106,6 +106,44 @@ def test_killing_a_worker_child_mid_analysis_loses_nothing(
     assert done.analyses["stance"].result is not None
 
 
+def test_a_poison_article_fails_after_max_attempts_and_the_queue_keeps_flowing(
+    start_worker: Callable[..., ServiceProcess],
+    start_api: Callable[..., tuple[ServiceProcess, str]],
+    service_env: dict[str, str],
+    isolated: dict[str, str],
+) -> None:
+    env = {**service_env, **isolated}
+    store = store_for(env)
+    start_worker(concurrency=2, env=isolated)
+    _, url = start_api(env=isolated)
+    with httpx.Client(base_url=url, timeout=10) as client:
+        poison = submit(client, long_article(60))
+        others = [submit(client, SEED_TEXTS[i % 5]) for i in range(6)]
+
+    killed: list[str] = []
+
+    def kill_each_attempt() -> bool:
+        """Play the poison: the process that starts its stance analysis dies, every time."""
+        article = store.get_article(poison)
+        assert article is not None
+        stance = article.analyses["stance"]
+        if stance.status == "running" and stance.worker and stance.attempts > len(killed):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(stance.worker.rsplit(":", 1)[1]), signal.SIGKILL)
+            killed.append(stance.worker)
+        return stance.status == "failed"
+
+    wait_for(kill_each_attempt, 90, "the poison article to be given up")
+    assert len(killed) == 3  # NEWSDESK_MAX_ATTEMPTS
+    article = store.get_article(poison)
+    assert article is not None
+    assert article.status == "failed"
+    assert article.analyses["stance"].error is not None
+    assert "gave up after 3 attempts" in article.analyses["stance"].error
+    assert article.analyses["summary"].status == "done"  # the other analyses of it still ran
+    wait_all_done(store, others, 60)
+
+
 def test_killing_the_whole_worker_then_starting_another(
     start_worker: Callable[..., ServiceProcess],
     start_api: Callable[..., tuple[ServiceProcess, str]],
