@@ -92,6 +92,22 @@ def worker(concurrency: int | None, queues: str | None, name: str | None) -> Non
 
 
 @main.group()
+def keys() -> None:
+    """API keys: the service stores only their hashes (NEWSDESK_API_KEYS)."""
+
+
+@keys.command("new")
+@click.argument("name")
+def keys_new(name: str) -> None:
+    """Make a key for a client called NAME; print the key (give it to the client) and its config entry."""
+    from service.auth import hash_key, new_key  # noqa: PLC0415
+
+    key = new_key()
+    click.echo(f"key (give this to the client; it is not stored): {key}")
+    click.echo(f"add to NEWSDESK_API_KEYS (comma-separated):   {name}:{hash_key(key)}")
+
+
+@main.group()
 def seeds() -> None:
     """The seed corpus that submissions are checked against."""
 

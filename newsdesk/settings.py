@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+_KEY_ENTRY = re.compile(r"^(?P<name>[A-Za-z0-9_.\-]{1,64}):(?P<digest>[0-9a-f]{64})$")
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
 
@@ -46,6 +48,9 @@ class Settings:
     worker_concurrency: int = field(default=2, metadata={"env": "NEWSDESK_WORKER_CONCURRENCY"})
     # Redis answers within milliseconds; a longer wait means it is down, and clients get a 503 fast.
     redis_timeout: float = field(default=1.0, metadata={"env": "NEWSDESK_REDIS_TIMEOUT"})
+    # API keys as name:sha256hex pairs, comma-separated (`newsdesk keys new NAME` makes one). Empty: no
+    # keys needed. Each key sees only its own articles.
+    api_keys: str = field(default="", metadata={"env": "NEWSDESK_API_KEYS"})
     log_level: str = field(default="INFO", metadata={"env": "NEWSDESK_LOG_LEVEL"})
     log_format: str = field(default="keyvalue", metadata={"env": "NEWSDESK_LOG_FORMAT"})
 
@@ -62,8 +67,21 @@ class Settings:
             )
         if self.log_format not in {"keyvalue", "json"}:
             raise ValueError("NEWSDESK_LOG_FORMAT must be 'keyvalue' or 'json'")
+        self.api_key_hashes()  # fails early on a malformed entry
         if self.stance_scorer not in {"model", "lexicon"}:
             raise ValueError("NEWSDESK_STANCE_SCORER must be 'model' or 'lexicon'")
+
+    def api_key_hashes(self) -> dict[str, str]:
+        """The configured API keys as {name: SHA-256 hex digest}."""
+        keys: dict[str, str] = {}
+        for entry in filter(None, (part.strip() for part in self.api_keys.split(","))):
+            match = _KEY_ENTRY.match(entry)
+            if match is None:
+                raise ValueError(
+                    f"NEWSDESK_API_KEYS: {entry[:12]!r}... is not name:<SHA-256 in 64 hex digits>"
+                )
+            keys[match["name"]] = match["digest"]
+        return keys
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

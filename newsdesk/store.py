@@ -44,6 +44,7 @@ class NewArticle:
     source: str | None = None
     published_at: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    owner: str = ""  # the API key's name; "" when the API runs without keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,7 @@ class Article:
     updated_at: str
     finished_at: str | None
     analyses: dict[str, AnalysisState]
+    owner: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +234,7 @@ class Store:
             "status": "queued",
             "text": article.text,
             "options": json.dumps(dict(article.options)),
+            "owner": article.owner,
             "created_at": now,
             "updated_at": now,
         }
@@ -244,7 +247,9 @@ class Store:
             values[f"{name}:attempts"] = "0"
         keys = [self._article_key(article_id), self._articles_key, self._pending_key]
         if idempotency_key is not None:
-            keys.append(f"{self.prefix}:idempotency:{hashlib.sha256(idempotency_key.encode()).hexdigest()}")
+            # Scoped to the owner: two clients may pick the same key without meeting.
+            scoped = hashlib.sha256(f"{article.owner}\n{idempotency_key}".encode()).hexdigest()
+            keys.append(f"{self.prefix}:idempotency:{scoped}")
         flat = [item for pair in values.items() for item in pair]
         created, stored = self._create(
             keys=keys, args=[article_id, _now_ms(), digest, self.idempotency_ttl, *flat]
@@ -269,6 +274,7 @@ class Store:
             updated_at=values["updated_at"],
             finished_at=values.get("finished_at"),
             analyses={name: _analysis_state(values, name) for name in ANALYSES},
+            owner=values.get("owner", ""),
         )
 
     def article_exists(self, article_id: str) -> bool:

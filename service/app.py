@@ -13,7 +13,8 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from newsdesk.settings import Settings
 from newsdesk.store import Store
-from service.app_context import Services
+from service.app_context import Services, services
+from service.auth import ANONYMOUS, authenticate
 from service.body import read_json_body
 from service.problems import ProblemApi
 from service.queue import ArticleQueue, CeleryQueue
@@ -56,10 +57,16 @@ def create_app(
         OPENAPI_SWAGGER_UI_PATH="/docs",
         OPENAPI_SWAGGER_UI_URL="/docs/assets/",
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
-        API_SPEC_OPTIONS={"info": {"description": _DESCRIPTION}},
+        API_SPEC_OPTIONS={
+            "info": {"description": _DESCRIPTION},
+            # Keys are optional: needed only where the service is configured with NEWSDESK_API_KEYS.
+            "security": [{"bearerAuth": []}, {}],
+            "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
+        },
     )
     app.extensions["newsdesk"] = Services(
         settings=settings,
+        api_keys=settings.api_key_hashes(),
         store=store or Store.from_settings(settings),
         queue=queue or CeleryQueue(create_celery(settings)),
     )
@@ -77,9 +84,14 @@ def create_app(
 
 def _before_request() -> None:
     g.started = time.perf_counter()
+    g.json_body = None
+    g.owner = ANONYMOUS
+    if not request.path.startswith("/v1/"):
+        return  # health, docs, the OpenAPI document: open to all
+    g.owner = authenticate(request, services().api_keys)
     # Only for a request that reached a route: an unknown path is a 404 whatever its body.
-    wants_body = request.method in {"POST", "PUT", "PATCH"} and request.routing_exception is None
-    g.json_body = read_json_body(request) if wants_body else None
+    if request.method in {"POST", "PUT", "PATCH"} and request.routing_exception is None:
+        g.json_body = read_json_body(request)
 
 
 def _docs_asset(filename: str) -> Response:

@@ -14,6 +14,7 @@ from service.queue import ArticleQueue
 @dataclass(frozen=True)
 class Services:
     settings: Settings
+    api_keys: dict[str, str]  # name -> SHA-256 of the key
     store: Store
     queue: ArticleQueue
 

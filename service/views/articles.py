@@ -60,6 +60,7 @@ class Articles(MethodView):
         },
     )
     @blp.problem(400, "Malformed JSON or a bad Idempotency-Key")
+    @blp.problem(401, "API keys are configured and the request has no valid one")
     @blp.problem(413, "Body over the size limit")
     @blp.problem(415, "Body is not JSON")
     @blp.problem(503, "Storage or queue unavailable; nothing was accepted")
@@ -87,6 +88,7 @@ class Articles(MethodView):
             source=submission.get("source"),
             published_at=published.isoformat() if published else None,
             options=submission.get("options") or {},
+            owner=g.owner,
         )
         digest = content_digest(g.json_body) if key else ""
         try:
@@ -123,11 +125,12 @@ class Articles(MethodView):
 @blp.route("/<string:article_id>")
 class ArticleResource(MethodView):
     @blp.response(200, ArticleSchema)
+    @blp.problem(401, "API keys are configured and the request has no valid one")
     @blp.problem(404, "No such article")
     def get(self, article_id: str) -> Any:
         """The article's status and each analysis's result as soon as it is ready."""
         article = services().store.get_article(article_id) if len(article_id) <= 64 else None
-        if article is None:
+        if article is None or article.owner != g.owner:  # another key's article does not exist for you
             raise Problem(
                 404, "article-not-found", "Article not found", f"No article has the id {article_id!r}."
             )

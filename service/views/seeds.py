@@ -22,6 +22,7 @@ blp = Blueprint("seeds", __name__, url_prefix="/v1/seeds", description="The seed
 class Seeds(MethodView):
     @blp.arguments(SeedListQuerySchema, location="query", unknown=ma.RAISE)
     @blp.response(200, SeedPageSchema)
+    @blp.problem(401, "API keys are configured and the request has no valid one")
     def get(self, query: dict[str, Any]) -> Any:
         """List seeds in id order, a page at a time (pass `next` back as `after`)."""
         store = services().store
@@ -40,6 +41,7 @@ class Seeds(MethodView):
         201, SeedSchema, headers={"Location": {"description": "The seed's URL", "schema": {"type": "string"}}}
     )
     @blp.problem(400, "Malformed JSON")
+    @blp.problem(401, "API keys are configured and the request has no valid one")
     @blp.problem(413, "Body over the size limit")
     @blp.problem(415, "Body is not JSON")
     @blp.problem(503, "Storage unavailable")
@@ -71,6 +73,7 @@ class Seeds(MethodView):
 @blp.route("/<string:seed_id>")
 class SeedResource(MethodView):
     @blp.response(200, SeedSchema)
+    @blp.problem(401, "API keys are configured and the request has no valid one")
     @blp.problem(404, "No such seed")
     def get(self, seed_id: str) -> Any:
         """One seed with its text."""

@@ -1,0 +1,51 @@
+"""Optional API keys: `Authorization: Bearer <key>`, checked against configured SHA-256 hashes.
+
+With no keys configured the API is open (the embedded default). With keys, every /v1 request needs
+one, and each key sees only the articles it submitted: another key's article is a 404, exactly as if
+it did not exist. Keys are never stored, only their hashes; comparisons take constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Mapping
+
+from flask import Request
+
+from service.problems import Problem
+
+ANONYMOUS = ""  # the owner of every article when no keys are configured
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key() -> str:
+    return "nd_" + secrets.token_urlsafe(32)
+
+
+def _unauthorized(detail: str) -> Problem:
+    return Problem(
+        401, "unauthorized", "Unauthorized", detail, headers={"WWW-Authenticate": 'Bearer realm="newsdesk"'}
+    )
+
+
+def authenticate(request: Request, keys: Mapping[str, str]) -> str:
+    """The name of the key a request carries, or ANONYMOUS when no keys are configured."""
+    if not keys:
+        return ANONYMOUS
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _unauthorized("Send an API key as `Authorization: Bearer <key>`.")
+    digest = hash_key(token.strip())
+    owner = None
+    for name, expected in keys.items():  # every entry is compared, so timing does not reveal which matched
+        if hmac.compare_digest(digest, expected):
+            owner = name
+    if owner is None:
+        raise _unauthorized("The API key is not valid.")
+    return owner
