@@ -51,6 +51,12 @@ class Settings:
     # API keys as name:sha256hex pairs, comma-separated (`newsdesk keys new NAME` makes one). Empty: no
     # keys needed. Each key sees only its own articles.
     api_keys: str = field(default="", metadata={"env": "NEWSDESK_API_KEYS"})
+    # Requests per API key (or per client address without keys) to /v1, in Flask-Limiter's notation;
+    # empty turns limiting off. Counted in Redis, so the limit holds across API processes.
+    rate_limit: str = field(default="600/minute", metadata={"env": "NEWSDESK_RATE_LIMIT"})
+    rate_limit_storage: str = field(default="", metadata={"env": "NEWSDESK_RATE_LIMIT_STORAGE"})
+    # Submissions are refused (503, Retry-After) while this many articles are unfinished.
+    max_backlog: int = field(default=10_000, metadata={"env": "NEWSDESK_MAX_BACKLOG"})
     log_level: str = field(default="INFO", metadata={"env": "NEWSDESK_LOG_LEVEL"})
     log_format: str = field(default="keyvalue", metadata={"env": "NEWSDESK_LOG_FORMAT"})
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
 
 import swagger_ui_bundle
 from flask import Flask, Response, g, redirect, request, send_from_directory
+from flask_limiter import HeaderNames, Limiter, RateLimitExceeded
 from werkzeug.wrappers import Response as BaseResponse
 
 from newsdesk.settings import Settings
@@ -16,7 +18,7 @@ from newsdesk.store import Store
 from service.app_context import Services, services
 from service.auth import ANONYMOUS, authenticate
 from service.body import read_json_body
-from service.problems import ProblemApi
+from service.problems import Problem, ProblemApi
 from service.queue import ArticleQueue, CeleryQueue
 from service.views import articles, health, seeds
 from workers.celery_app import create_celery
@@ -75,11 +77,44 @@ def create_app(
     api.register_blueprint(seeds.blp)
     api.register_blueprint(health.blp)
 
-    app.before_request(_before_request)
+    app.before_request(_before_request)  # before the limiter's: it needs the caller's key
+    limiter = _rate_limiter(settings)
+    limiter.init_app(app)
+    app.register_error_handler(RateLimitExceeded, lambda error: _too_many_requests(limiter, error))
     app.after_request(_add_headers)
     app.add_url_rule("/docs/assets/<path:filename>", "docs_assets", _docs_asset)
     app.add_url_rule("/", "index", lambda: redirect("/docs"))
     return app
+
+
+def _rate_limiter(settings: Settings) -> Limiter:
+    """One budget per API key (or client address) across every /v1 route, counted in Redis."""
+    return Limiter(
+        key_func=lambda: g.owner or request.remote_addr or "unknown",
+        application_limits=[settings.rate_limit] if settings.rate_limit else [],
+        application_limits_exempt_when=lambda: not request.path.startswith("/v1/"),
+        storage_uri=settings.rate_limit_storage or settings.redis_url,
+        key_prefix=f"{settings.key_prefix}:ratelimit",
+        strategy="moving-window",
+        headers_enabled=True,
+        # Flask-Limiter would put the window's reset in Retry-After on every response, overwriting the
+        # API's own (poll in 1 s, come back in 30 s); it goes in a header of its own, and a 429 gets
+        # its Retry-After from _too_many_requests.
+        header_name_mapping={HeaderNames.RETRY_AFTER: "X-RateLimit-Retry-After"},
+        enabled=bool(settings.rate_limit),
+    )
+
+
+def _too_many_requests(limiter: Limiter, error: RateLimitExceeded) -> Response:
+    current = limiter.current_limit
+    wait = max(1, math.ceil(current.reset_at - time.time())) if current else 60
+    return Problem(
+        429,
+        "too-many-requests",
+        "Too many requests",
+        f"Over the limit of {error.limit.limit} for this key or address.",
+        headers={"Retry-After": str(wait)},
+    ).response()
 
 
 def _before_request() -> None:

@@ -63,7 +63,8 @@ class Articles(MethodView):
     @blp.problem(401, "API keys are configured and the request has no valid one")
     @blp.problem(413, "Body over the size limit")
     @blp.problem(415, "Body is not JSON")
-    @blp.problem(503, "Storage or queue unavailable; nothing was accepted")
+    @blp.problem(429, "Over the rate limit for this key or address (see Retry-After)")
+    @blp.problem(503, "Storage unavailable, or the backlog is over its bound; nothing was accepted")
     def post(self, submission: dict[str, Any]) -> Any:
         """Submit an article for analysis.
 
@@ -80,6 +81,15 @@ class Articles(MethodView):
                 errors=[{"field": "text", "message": f"Longer than maximum length {limit}."}],
             )
         key = _idempotency_key()
+        backlog = current.store.pending_count()
+        if backlog >= current.settings.max_backlog:
+            raise Problem(
+                503,
+                "overloaded",
+                "Too many articles waiting",
+                f"{backlog} articles are waiting for analysis; nothing was stored. Retry later.",
+                headers={"Retry-After": "30"},
+            )
         published = submission.get("published_at")
         article = NewArticle(
             text=submission["text"],

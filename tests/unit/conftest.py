@@ -17,7 +17,7 @@ from service.queue import InMemoryQueue
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings.from_env({}, key_prefix="unit", stance_scorer="lexicon")
+    return Settings.from_env({}, key_prefix="unit", stance_scorer="lexicon", rate_limit_storage="memory://")
 
 
 @pytest.fixture

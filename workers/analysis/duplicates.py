@@ -544,49 +544,65 @@ def compare(
 def _shared_passages(query: Fingerprint, seed: Fingerprint, min_words: int) -> tuple[SharedPassage, ...]:
     """Maximal runs of shingles that follow each other the same way in both texts, as character spans.
 
-    Consecutive shingles of a run start the same number of tokens apart in both texts and leave no token
-    uncovered, so the two spans hold the same normalised words.
+    Every pair of equal shingles is considered (a sentence repeated in either text has several
+    partners), and runs are extended along the diagonal, so the runs found are the same whichever text
+    is the query. Consecutive shingles of a run start the same number of tokens apart in both texts and
+    leave no token uncovered, so the two spans hold the same normalised words. Overlapping runs are
+    reported longest first, each part of either text at most once.
     """
-    order = np.argsort(seed.hashes, kind="stable")
-    ordered = seed.hashes[order]
-    positions = np.searchsorted(ordered, query.hashes)
-    clipped = np.minimum(positions, len(ordered) - 1)
-    matched = np.flatnonzero(ordered[clipped] == query.hashes).tolist()
-    q_hash = query.hashes.tolist()
-    s_hash = seed.hashes.tolist()
+    seed_positions: dict[int, list[int]] = {}
+    for j, value in enumerate(seed.hashes.tolist()):
+        seed_positions.setdefault(value, []).append(j)
     q_first, q_last = query.first.tolist(), query.last.tolist()
     s_first, s_last = seed.first.tolist(), seed.last.tolist()
-    first_at = order[clipped].tolist()
-    runs: list[tuple[int, int, int, int]] = []  # query shingles i0..i1 matched seed shingles j0..j1
-    for i in matched:
-        if runs:
-            i0, i1, j0, j1 = runs[-1]
-            j = j1 + 1
-            if (
-                i == i1 + 1
-                and j < len(s_hash)
-                and s_hash[j] == q_hash[i]
-                and q_first[i] - q_first[i1] == s_first[j] - s_first[j1]
-                and q_first[i] <= q_last[i1] + 1
-            ):
-                runs[-1] = (i0, i, j0, j)
-                continue
-        j = first_at[i]
-        runs.append((i, i, j, j))
+
+    def continues(i: int, j: int) -> bool:
+        return bool(
+            q_first[i] - q_first[i - 1] == s_first[j] - s_first[j - 1] and q_first[i] <= q_last[i - 1] + 1
+        )
+
+    run_end: dict[tuple[int, int], tuple[int, int]] = {}  # run start -> its last (i, j) so far
+    previous: dict[tuple[int, int], tuple[int, int]] = {}
+    for i, value in enumerate(query.hashes.tolist()):
+        current: dict[tuple[int, int], tuple[int, int]] = {}
+        for j in seed_positions.get(value, ()):
+            start = previous.get((i - 1, j - 1))
+            if start is None or not continues(i, j):
+                start = (i, j)
+            current[(i, j)] = start
+            run_end[start] = (i, j)
+        previous = current
+
+    runs = []
+    for (i0, j0), (i1, j1) in run_end.items():
+        words = q_last[i1] - q_first[i0] + 1
+        if words >= min_words:
+            runs.append((words, i0, i1, j0, j1))
+    taken_query: list[tuple[int, int]] = []
+    taken_seed: list[tuple[int, int]] = []
     passages = []
-    for i0, i1, j0, j1 in runs:
-        first_token, last_token = q_first[i0], q_last[i1]
-        if last_token - first_token + 1 < min_words:
+    for _, i0, i1, j0, j1 in sorted(runs, key=lambda run: (-run[0], run[1], run[3])):
+        query_span = (q_first[i0], q_last[i1])
+        seed_span = (s_first[j0], s_last[j1])
+        if any(_overlap(query_span, taken) for taken in taken_query) or any(
+            _overlap(seed_span, taken) for taken in taken_seed
+        ):
             continue
+        taken_query.append(query_span)
+        taken_seed.append(seed_span)
         passages.append(
             SharedPassage(
-                start=int(query.token_starts[first_token]),
-                end=int(query.token_ends[last_token]),
-                seed_start=int(seed.token_starts[s_first[j0]]),
-                seed_end=int(seed.token_ends[s_last[j1]]),
+                start=int(query.token_starts[query_span[0]]),
+                end=int(query.token_ends[query_span[1]]),
+                seed_start=int(seed.token_starts[seed_span[0]]),
+                seed_end=int(seed.token_ends[seed_span[1]]),
             )
         )
     return tuple(sorted(passages, key=lambda p: (p.start, p.seed_start)))
+
+
+def _overlap(left: tuple[int, int], right: tuple[int, int]) -> bool:
+    return left[0] <= right[1] and right[0] <= left[1]
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -1,0 +1,52 @@
+"""Rate limits per key or address (429 with Retry-After) and backlog backpressure (503 with Retry-After)."""
+
+from __future__ import annotations
+
+import fakeredis
+from flask.testing import FlaskClient
+
+from newsdesk.settings import Settings
+from newsdesk.store import NewArticle, Store
+from service.app import create_app
+from service.auth import hash_key
+from service.queue import InMemoryQueue
+
+ARTICLE = {"text": "Talks between the delegations resumed in Geneva on Monday."}
+
+
+def client_with(fake_redis: fakeredis.FakeRedis, **overrides: object) -> FlaskClient:
+    settings = Settings.from_env({}, key_prefix="unit", rate_limit_storage="memory://", **overrides)
+    return create_app(settings, store=Store(fake_redis, "unit"), queue=InMemoryQueue()).test_client()
+
+
+def test_over_the_rate_limit_is_429_with_retry_after(fake_redis: fakeredis.FakeRedis) -> None:
+    client = client_with(fake_redis, rate_limit="3/minute")
+    statuses = [client.post("/v1/articles", json=ARTICLE).status_code for _ in range(3)]
+    assert statuses == [202, 202, 202]
+    limited = client.get("/v1/articles/any")
+    assert limited.status_code == 429
+    assert limited.mimetype == "application/problem+json"
+    assert limited.get_json()["type"] == "urn:newsdesk:problem:too-many-requests"
+    assert 0 < int(limited.headers["Retry-After"]) <= 61  # a 60 s window; its end rounded up to a second
+    assert client.get("/healthz").status_code == 200  # health checks are never limited
+
+
+def test_limits_are_per_api_key(fake_redis: fakeredis.FakeRedis) -> None:
+    keys = f"a:{hash_key('key-a')},b:{hash_key('key-b')}"
+    client = client_with(fake_redis, rate_limit="2/minute", api_keys=keys)
+    for _ in range(2):
+        assert client.get("/v1/seeds", headers={"Authorization": "Bearer key-a"}).status_code == 200
+    assert client.get("/v1/seeds", headers={"Authorization": "Bearer key-a"}).status_code == 429
+    assert client.get("/v1/seeds", headers={"Authorization": "Bearer key-b"}).status_code == 200
+
+
+def test_backlog_over_its_bound_is_503_and_stores_nothing(fake_redis: fakeredis.FakeRedis) -> None:
+    client = client_with(fake_redis, max_backlog=2)
+    store = Store(fake_redis, "unit")
+    for _ in range(2):
+        store.create_article(NewArticle(text="Waiting for a worker."))
+    response = client.post("/v1/articles", json=ARTICLE)
+    assert response.status_code == 503
+    assert response.get_json()["type"] == "urn:newsdesk:problem:overloaded"
+    assert response.headers["Retry-After"] == "30"
+    assert len(store.list_article_ids()) == 2
