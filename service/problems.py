@@ -32,6 +32,9 @@ class FieldErrorSchema(ma.Schema):
 
 
 class ProblemSchema(ma.Schema):
+    class Meta:
+        unknown = ma.INCLUDE  # problem details may carry extension members (RFC 9457, section 3.2)
+
     type = ma.fields.String(required=True, metadata={"description": "A URN naming the kind of problem"})
     title = ma.fields.String(required=True)
     status = ma.fields.Integer(required=True)
@@ -129,9 +132,10 @@ def from_http_exception(error: HTTPException) -> Problem:
             status, "internal-error", "Internal server error", "The error was logged; please retry later."
         )
     detail = error.description if isinstance(error.description, str) else None
-    return Problem(
-        status, _SLUGS.get(status, "http-error"), error.name, detail, headers=dict(data.get("headers") or {})
-    )
+    # Keep what the exception itself says in headers (Allow on a 405), but not its content type.
+    headers = {name: value for name, value in error.get_headers() if name.lower() != "content-type"}
+    headers.update(data.get("headers") or {})
+    return Problem(status, _SLUGS.get(status, "http-error"), error.name, detail, headers=headers)
 
 
 class ProblemApi(Api):  # type: ignore[misc]
