@@ -51,8 +51,8 @@ class Settings:
     # API keys as name:sha256hex pairs, comma-separated (`newsdesk keys new NAME` makes one). Empty: no
     # keys needed. Each key sees only its own articles.
     api_keys: str = field(default="", metadata={"env": "NEWSDESK_API_KEYS"})
-    # Requests per API key (or per client address without keys) to /v1, in Flask-Limiter's notation;
-    # empty turns limiting off. Counted in Redis, so the limit holds across API processes.
+    # Requests per API key (or per client address without keys) to /v1, in Flask-Limiter's notation
+    # ("600/minute"); "off" turns limiting off. Counted in Redis, so it holds across API processes.
     rate_limit: str = field(default="600/minute", metadata={"env": "NEWSDESK_RATE_LIMIT"})
     rate_limit_storage: str = field(default="", metadata={"env": "NEWSDESK_RATE_LIMIT_STORAGE"})
     # Submissions are refused (503, Retry-After) while this many articles are unfinished.
@@ -76,6 +76,10 @@ class Settings:
         self.api_key_hashes()  # fails early on a malformed entry
         if self.stance_scorer not in {"model", "lexicon"}:
             raise ValueError("NEWSDESK_STANCE_SCORER must be 'model' or 'lexicon'")
+
+    @property
+    def rate_limited(self) -> bool:
+        return self.rate_limit.strip().lower() not in {"", "off"}
 
     def api_key_hashes(self) -> dict[str, str]:
         """The configured API keys as {name: SHA-256 hex digest}."""

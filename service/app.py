@@ -91,7 +91,7 @@ def _rate_limiter(settings: Settings) -> Limiter:
     """One budget per API key (or client address) across every /v1 route, counted in Redis."""
     return Limiter(
         key_func=lambda: g.owner or request.remote_addr or "unknown",
-        application_limits=[settings.rate_limit] if settings.rate_limit else [],
+        application_limits=[settings.rate_limit] if settings.rate_limited else [],
         application_limits_exempt_when=lambda: not request.path.startswith("/v1/"),
         storage_uri=settings.rate_limit_storage or settings.redis_url,
         key_prefix=f"{settings.key_prefix}:ratelimit",
@@ -101,7 +101,10 @@ def _rate_limiter(settings: Settings) -> Limiter:
         # API's own (poll in 1 s, come back in 30 s); it goes in a header of its own, and a 429 gets
         # its Retry-After from _too_many_requests.
         header_name_mapping={HeaderNames.RETRY_AFTER: "X-RateLimit-Retry-After"},
-        enabled=bool(settings.rate_limit),
+        enabled=settings.rate_limited,
+        # With Redis down the limiter fails open, and the request meets the store's own 503; otherwise
+        # its header injection would turn that 503 into a 500 while the response is being finished.
+        swallow_errors=True,
     )
 
 

@@ -60,14 +60,14 @@ def service_env(redis_url: str, key_prefix: str) -> dict[str, str]:
         "NEWSDESK_KEY_PREFIX": key_prefix,
         "NEWSDESK_LOG_LEVEL": "INFO",
         # Tests submit far faster than the default per-client limit; the limit has tests of its own.
-        "NEWSDESK_RATE_LIMIT": "",
+        "NEWSDESK_RATE_LIMIT": "off",
         "PYTHONUNBUFFERED": "1",
     }
 
 
 @pytest.fixture(scope="session")
 def live_settings(redis_url: str, key_prefix: str) -> Settings:
-    return Settings.from_env({}, redis_url=redis_url, key_prefix=key_prefix, rate_limit="")
+    return Settings.from_env({}, redis_url=redis_url, key_prefix=key_prefix, rate_limit="off")
 
 
 @pytest.fixture(scope="session")

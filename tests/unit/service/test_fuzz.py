@@ -20,7 +20,9 @@ from service.app import create_app
 from service.queue import InMemoryQueue
 
 store = Store(fakeredis.FakeRedis(), "fuzz")
-app = create_app(Settings.from_env({}, key_prefix="fuzz", rate_limit=""), store=store, queue=InMemoryQueue())
+app = create_app(
+    Settings.from_env({}, key_prefix="fuzz", rate_limit="off"), store=store, queue=InMemoryQueue()
+)
 config = SchemathesisConfig.from_dict(
     {
         "checks": {
