@@ -88,6 +88,18 @@ def read_json_body(request: Request) -> Any:
     return value
 
 
+def check_text_length(text: str, limit: int) -> None:
+    """The configured bound on `text` (NEWSDESK_MAX_TEXT_CHARS), reported like a schema violation."""
+    if len(text) > limit:
+        raise Problem(
+            422,
+            "validation-error",
+            "The request body is not valid",
+            "See `errors` for each invalid field.",
+            errors=[{"field": "text", "message": f"Longer than maximum length {limit}."}],
+        )
+
+
 class _BodyParser(FlaskParser):
     """webargs parser that takes the body already read and checked by `read_json_body`."""
 

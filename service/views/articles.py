@@ -13,7 +13,7 @@ from kombu.exceptions import OperationalError
 from newsdesk import logs
 from newsdesk.store import AnalysisState, Article, IdempotencyConflict, NewArticle, content_digest
 from service.app_context import services
-from service.body import Blueprint
+from service.body import Blueprint, check_text_length
 from service.problems import Problem, redis_unavailable_problem
 from service.schemas import ArticleSchema, ArticleSubmissionSchema, SubmissionAcceptedSchema
 
@@ -72,14 +72,7 @@ class Articles(MethodView):
         `Idempotency-Key` header to make retries safe: the same key and body return the same article.
         """
         current = services()
-        limit = current.settings.max_text_chars
-        if len(submission["text"]) > limit:
-            raise Problem(
-                422,
-                "validation-error",
-                "The request body is not a valid submission",
-                errors=[{"field": "text", "message": f"Longer than maximum length {limit}."}],
-            )
+        check_text_length(submission["text"], current.settings.max_text_chars)
         key = _idempotency_key()
         backlog = current.store.pending_count()
         if backlog >= current.settings.max_backlog:

@@ -11,7 +11,7 @@ from flask.views import MethodView
 from newsdesk.seeds import add_seeds
 from newsdesk.store import Seed
 from service.app_context import services
-from service.body import Blueprint
+from service.body import Blueprint, check_text_length
 from service.problems import Problem
 from service.schemas import SeedListQuerySchema, SeedPageSchema, SeedSchema, SeedSubmissionSchema
 
@@ -51,14 +51,7 @@ class Seeds(MethodView):
         Submissions analysed from now on are checked against it.
         """
         current = services()
-        limit = current.settings.max_text_chars
-        if len(submission["text"]) > limit:
-            raise Problem(
-                422,
-                "validation-error",
-                "The request body is not a valid seed",
-                errors=[{"field": "text", "message": f"Longer than maximum length {limit}."}],
-            )
+        check_text_length(submission["text"], current.settings.max_text_chars)
         seed = Seed(
             id=submission.get("id") or uuid.uuid4().hex,
             text=submission["text"],

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,30 @@ def store_for(env: dict[str, str]) -> Store:
     return Store.from_settings(Settings.from_env(env))
 
 
+@dataclass
+class Stack:
+    """An API process and a store under a test's own prefix; workers are started by the test."""
+
+    store: Store
+    url: str
+    env: dict[str, str]
+    start_worker: Callable[..., ServiceProcess]
+
+    def worker(self, concurrency: int) -> ServiceProcess:
+        return self.start_worker(concurrency=concurrency, env=self.env)
+
+
+@pytest.fixture
+def stack(
+    start_worker: Callable[..., ServiceProcess],
+    start_api: Callable[..., tuple[ServiceProcess, str]],
+    service_env: dict[str, str],
+    isolated: dict[str, str],
+) -> Stack:
+    _, url = start_api(env=isolated)
+    return Stack(store_for({**service_env, **isolated}), url, isolated, start_worker)
+
+
 def submit(client: httpx.Client, text: str) -> str:
     response = client.post("/v1/articles", json={"text": text})
     assert response.status_code == 202, response.text
@@ -74,16 +99,9 @@ def wait_all_done(store: Store, ids: list[str], timeout: float) -> None:
     assert set(statuses.values()) == {"done"}, statuses
 
 
-def test_killing_a_worker_child_mid_analysis_loses_nothing(
-    start_worker: Callable[..., ServiceProcess],
-    start_api: Callable[..., tuple[ServiceProcess, str]],
-    service_env: dict[str, str],
-    isolated: dict[str, str],
-) -> None:
-    env = {**service_env, **isolated}
-    store = store_for(env)
-    start_worker(concurrency=2, env=isolated)
-    _, url = start_api(env=isolated)
+def test_killing_a_worker_child_mid_analysis_loses_nothing(stack: Stack) -> None:
+    store, url = stack.store, stack.url
+    stack.worker(2)
     with httpx.Client(base_url=url, timeout=10) as client:
         article_id = submit(client, long_article(60))  # about 3 s of stance analysis
 
@@ -106,16 +124,9 @@ def test_killing_a_worker_child_mid_analysis_loses_nothing(
     assert done.analyses["stance"].result is not None
 
 
-def test_a_poison_article_fails_after_max_attempts_and_the_queue_keeps_flowing(
-    start_worker: Callable[..., ServiceProcess],
-    start_api: Callable[..., tuple[ServiceProcess, str]],
-    service_env: dict[str, str],
-    isolated: dict[str, str],
-) -> None:
-    env = {**service_env, **isolated}
-    store = store_for(env)
-    start_worker(concurrency=2, env=isolated)
-    _, url = start_api(env=isolated)
+def test_a_poison_article_fails_after_max_attempts_and_the_queue_keeps_flowing(stack: Stack) -> None:
+    store, url = stack.store, stack.url
+    stack.worker(2)
     with httpx.Client(base_url=url, timeout=10) as client:
         poison = submit(client, long_article(60))
         others = [submit(client, SEED_TEXTS[i % 5]) for i in range(6)]
@@ -144,16 +155,9 @@ def test_a_poison_article_fails_after_max_attempts_and_the_queue_keeps_flowing(
     wait_all_done(store, others, 60)
 
 
-def test_killing_the_whole_worker_then_starting_another(
-    start_worker: Callable[..., ServiceProcess],
-    start_api: Callable[..., tuple[ServiceProcess, str]],
-    service_env: dict[str, str],
-    isolated: dict[str, str],
-) -> None:
-    env = {**service_env, **isolated}
-    store = store_for(env)
-    first = start_worker(concurrency=2, env=isolated)
-    _, url = start_api(env=isolated)
+def test_killing_the_whole_worker_then_starting_another(stack: Stack) -> None:
+    store, url = stack.store, stack.url
+    first = stack.worker(2)
     with httpx.Client(base_url=url, timeout=10) as client:
         ids = [submit(client, long_article(20)) for _ in range(12)]  # about 1 s each
 
@@ -164,13 +168,14 @@ def test_killing_the_whole_worker_then_starting_another(
         return running >= 1 and unfinished >= 3
 
     wait_for(busy, 30, "the worker to hold running and waiting tasks")
-    broker = CeleryBrokerView(create_celery(Settings.from_env(env)), store.redis, Settings.from_env(env))
+    settings = Settings.from_env({**os.environ, **stack.env})
+    broker = CeleryBrokerView(create_celery(settings), store.redis, settings)
     held = broker.held()
     assert held, "the worker holds messages (running and prefetched)"
     assert {article_id for _, article_id in held} <= set(ids)
     os.killpg(first.pid, signal.SIGKILL)  # the main process and its pool: no warm shutdown
     first.process.wait()  # type: ignore[union-attr]
-    start_worker(concurrency=2, env=isolated)
+    stack.worker(2)
     wait_all_done(store, ids, 120)
 
 
@@ -265,17 +270,10 @@ def test_redis_down_at_submission_is_503_and_a_retry_gives_one_article(
             server.stop()
 
 
-def test_a_thousand_submissions_with_two_workers(
-    start_worker: Callable[..., ServiceProcess],
-    start_api: Callable[..., tuple[ServiceProcess, str]],
-    service_env: dict[str, str],
-    isolated: dict[str, str],
-) -> None:
-    env = {**service_env, **isolated}
-    store = store_for(env)
-    start_worker(concurrency=1, env=isolated)
-    start_worker(concurrency=1, env=isolated)
-    _, url = start_api(env=isolated)
+def test_a_thousand_submissions_with_two_workers(stack: Stack) -> None:
+    store, url = stack.store, stack.url
+    stack.worker(1)
+    stack.worker(1)
     bodies = [
         {"text": f"{SEED_TEXTS[i % 5]}\n\nUpdate {i}: officials gave no further details."}
         for i in range(1000)
