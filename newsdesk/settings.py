@@ -105,11 +105,6 @@ class Settings:
         values.update(overrides)
         return cls(**values)
 
-    @classmethod
-    def documented(cls) -> list[tuple[str, str]]:
-        """(environment variable, default) pairs, for the README and the example env file."""
-        return [(spec.metadata["env"], str(spec.default)) for spec in fields(cls)]
-
 
 def _convert(kind: Any, raw: str, name: str) -> Any:
     text = str(kind)

@@ -277,9 +277,6 @@ class Store:
             owner=values.get("owner", ""),
         )
 
-    def article_exists(self, article_id: str) -> bool:
-        return bool(self.redis.exists(self._article_key(article_id)))
-
     def start_analysis(self, article_id: str, name: str, worker: str = "") -> tuple[str | None, int] | None:
         """Mark an analysis running; returns (previous status, attempts so far), or None if no article."""
         outcome = self._start(

@@ -8,10 +8,11 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from newsdesk.settings import Settings
+from workers.analysis.summary import MAX_SENTENCES
 from workers.analysis.text import has_words
 
-MAX_TEXT_CHARS = 200_000  # the documented default; NEWSDESK_MAX_TEXT_CHARS can lower or raise it
-MAX_SUMMARY_SENTENCES = 20
+MAX_TEXT_CHARS = Settings.max_text_chars  # the documented default; NEWSDESK_MAX_TEXT_CHARS changes it
 SEED_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 
@@ -48,7 +49,7 @@ def _short_text(maximum: int, description: str) -> fields.String:
 
 class OptionsSchema(StrictSchema):
     summary_sentences = fields.Integer(
-        validate=validate.Range(min=1, max=MAX_SUMMARY_SENTENCES),
+        validate=validate.Range(min=1, max=MAX_SENTENCES),
         metadata={"description": "Sentences in the summary (default 3)"},
     )
     summary_ratio = fields.Float(

@@ -1070,7 +1070,7 @@ def time_index_against_brute_force(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """python -m newsdesk.evaluation.duplicates [corpus_dir] [--split tuning|evaluation] [--scale]."""
+    """python -m newsdesk.evaluation.duplicates [corpus_dir] [--split S] [--scale | --pair-measures]."""
     import argparse  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(description=main.__doc__)
@@ -1079,12 +1079,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--per-kind", type=int, default=150)
     parser.add_argument("--scale", action="store_true", help="time the index against brute force instead")
     parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument(
+        "--pair-measures",
+        action="store_true",
+        help="print the measures of every labelled pair (threshold tuning)",
+    )
     args = parser.parse_args(argv)
     if not (args.corpus_dir / "news_corpus.jsonl").exists():
         parser.exit(
             2, f"{args.corpus_dir}/news_corpus.jsonl not found: this evaluation needs the news corpus\n"
         )
-    if args.scale:
+    if args.pair_measures:
+        print(json.dumps(pair_measures(args.corpus_dir, split=args.split, per_kind=args.per_kind), indent=1))
+    elif args.scale:
         sizes = [int(s) for s in args.sizes.split(",")]
         print(json.dumps(time_index_against_brute_force(args.corpus_dir, sizes=sizes), indent=2))
     else:

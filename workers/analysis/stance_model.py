@@ -14,9 +14,8 @@ import numpy.typing as npt
 import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
-from workers.analysis.stance import TargetedSentence
+from workers.analysis.stance import LABELS, TargetedSentence
 
-LABELS = ("negative", "neutral", "positive")
 MODEL_DIR = Path(__file__).resolve().parent / "models" / "stance"
 # Rows are sorted by length and cut into batches of at most BATCH_TOKENS padded tokens (and BATCH_ROWS
 # rows). Measured on one core with NewsMTSC sentences: small batches (2-8 rows) beat large ones, since
