@@ -72,3 +72,20 @@ def test_near_repeated_sentences_are_not_both_chosen() -> None:
     )
     texts = [s.text for s in summarize(text, sentences=2).sentences]
     assert texts.count(repeated) == 1
+
+
+def test_captions_teasers_and_questions_are_passed_over() -> None:
+    text = (
+        "The city council approved a new budget for public transport on Tuesday after a long debate. "
+        "Mayor Jane Doe (pictured) spoke to reporters outside the town hall in the afternoon sun. "
+        "Packed buses: commuters have complained for years about overcrowding on the morning routes. "
+        "Will the new money really be enough to fix the ageing fleet of buses and trams in time? "
+        "The budget adds forty million euros for new trams and twelve new bus lines across the city. "
+        "Work on the first tram line is expected to start next spring and to last about two years. "
+        "Opposition members said the plan would raise fares for the poorest households in the city."
+    )
+    chosen = [s.text for s in summarize(text).sentences]
+    assert chosen[0].startswith("The city council approved")
+    assert not any("(pictured)" in s or s.startswith("Packed buses:") or s.endswith("?") for s in chosen)
+    # Asked for every sentence, the passed-over ones still come, in order.
+    assert len(summarize(text, sentences=7).sentences) == 7
