@@ -102,6 +102,15 @@ class MentionSchema(ma.Schema):
     kind = fields.String(required=True, metadata={"description": "name, metonym, person or adjective"})
 
 
+class HolderSchema(ma.Schema):
+    text = fields.String(required=True, metadata={"description": "The speaker or actor, as written"})
+    start = fields.Integer(required=True)
+    end = fields.Integer(required=True)
+    cue = fields.String(
+        required=True, metadata={"description": "The attributing words: said, condemned, ..."}
+    )
+
+
 class EvidenceSchema(ma.Schema):
     text = fields.String(required=True)
     start = fields.Integer(required=True)
@@ -110,6 +119,11 @@ class EvidenceSchema(ma.Schema):
     score = fields.Float(required=True)
     confidence = fields.Float(required=True)
     mentions = fields.List(fields.Nested(MentionSchema), required=True)
+    holder = fields.Nested(
+        HolderSchema,
+        allow_none=True,
+        metadata={"description": "Who the sentence attributes the sentiment to; null when it names nobody"},
+    )
 
 
 class TargetStanceSchema(ma.Schema):

@@ -18,9 +18,10 @@ from typing import Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from workers.analysis.attribution import Holder, find_holder
 from workers.analysis.text import Document, Sentence, prepare
 
-VERSION = "stance-1"
+VERSION = "stance-2"  # 2: evidence names the sentiment holder
 
 Label = Literal["negative", "neutral", "positive", "not_mentioned"]
 MentionKind = Literal["name", "metonym", "person", "adjective"]
@@ -71,6 +72,7 @@ class Evidence:
     score: float
     confidence: float
     mentions: tuple[Mention, ...]
+    holder: Holder | None = None  # who the sentence attributes the sentiment to, when it names them
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +192,7 @@ def _evidence(
     doc: Document, sentence: Sentence, mentions: list[Mention], probs: npt.NDArray[np.float64]
 ) -> Evidence:
     index = int(probs.argmax())
+    holder = find_holder(sentence.text)
     return Evidence(
         text=sentence.text,
         start=sentence.start,
@@ -197,18 +200,25 @@ def _evidence(
         label=LABELS[index],
         score=round(float(probs[2] - probs[0]), 4),
         confidence=round(float(probs[index]), 4),
-        mentions=tuple(_to_original(doc, sentence, m) for m in mentions),
+        mentions=tuple(
+            Mention(m.target, m.text, *_to_original(doc, sentence, m.text, m.start, m.end), m.kind)
+            for m in mentions
+        ),
+        holder=Holder(
+            holder.text, *_to_original(doc, sentence, holder.text, holder.start, holder.end), holder.cue
+        )
+        if holder
+        else None,
     )
 
 
-def _to_original(doc: Document, sentence: Sentence, mention: Mention) -> Mention:
-    """Shift a mention found in a sentence's text onto the submitted text."""
+def _to_original(doc: Document, sentence: Sentence, text: str, start: int, end: int) -> tuple[int, int]:
+    """Shift a span found in a sentence's text onto the submitted text."""
     if doc.original[sentence.start : sentence.end] == sentence.text:
-        start, end = sentence.start + mention.start, sentence.start + mention.end
-    else:  # marked-up source: find the mention inside the sentence's original span
-        found = doc.original.find(mention.text, sentence.start, sentence.end)
-        start, end = (found, found + len(mention.text)) if found != -1 else (sentence.start, sentence.end)
-    return Mention(mention.target, mention.text, start, end, mention.kind)
+        return sentence.start + start, sentence.start + end
+    # marked-up source: find the words inside the sentence's original span
+    found = doc.original.find(text, sentence.start, sentence.end)
+    return (found, found + len(text)) if found != -1 else (sentence.start, sentence.end)
 
 
 def _mostly_uppercase(text: str) -> bool:

@@ -13,6 +13,7 @@ import numpy.typing as npt
 import pytest
 
 from newsdesk.evaluation.stance import evaluate_stance, expected_calibration_error, macro_f1
+from workers.analysis.stance import analyse_stance
 from workers.analysis.stance_model import (
     LABELS,
     OnnxStanceModel,
@@ -213,3 +214,45 @@ def test_metrics_by_hand() -> None:
     probabilities = np.array([[0.6, 0.2, 0.2], [0.3, 0.7, 0.0]])
     # Bin (0.533, 0.6]: right at 0.6 -> |1-0.6|; bin (0.667, 0.733]: wrong at 0.7 -> |0-0.7|; weights 1/2.
     assert expected_calibration_error(probabilities, np.array([0, 0])) == pytest.approx((0.4 + 0.7) / 2)
+
+
+# Hand-made articles whose stance toward each state or institution is plain, reached through aliases.
+def test_article_stance_toward_states_and_institutions(model: OnnxStanceModel) -> None:
+    text = (
+        "The Kremlin launched a brutal and illegal assault on a sleeping city, killing dozens of civilians. "
+        "Putin's regime lied again about the massacre. The United Nations sent urgently needed food and "
+        "medicine, and refugees praised the UN for saving thousands of lives."
+    )
+    report = analyse_stance(text, model).targets
+    assert report["russia"].label == "negative"
+    assert report["russia"].mentions == 2
+    assert report["un"].label == "positive"
+    assert report["un"].mentions == 2
+    assert report["us"].label == "not_mentioned"
+    praised = "Washington won praise for brokering the successful peace deal."
+    assert analyse_stance(praised, model).targets["us"].label == "positive"
+
+
+def test_a_state_named_as_a_place_or_nationality_is_neutral(model: OnnxStanceModel) -> None:
+    text = (
+        "Sales of cars in Russia rose by five percent last year. A US rapper played in Berlin on Friday. "
+        "The talks will take place at the United Nations headquarters in New York next week."
+    )
+    report = analyse_stance(text, model).targets
+    assert {key: report[key].label for key in ("us", "russia", "un")} == dict.fromkeys(
+        ("us", "russia", "un"), "neutral"
+    )
+
+
+def test_evidence_names_the_holder_of_quoted_or_attributed_sentiment(model: OnnxStanceModel) -> None:
+    text = (
+        "North Korea's Foreign Ministry condemned the UN Security Council's unjust and hostile sanctions "
+        'as a shameful act of aggression. "The United States is lying and stealing," said Kim Yo Jong.'
+    )
+    report = analyse_stance(text, model).targets
+    for key, holder in (("un", "North Korea's Foreign Ministry"), ("us", "Kim Yo Jong")):
+        assert report[key].label == "negative"
+        (evidence,) = report[key].evidence
+        assert evidence.holder is not None
+        assert evidence.holder.text == holder
+        assert text[evidence.holder.start : evidence.holder.end] == holder

@@ -1,0 +1,56 @@
+"""Sentiment holders: the speaker or actor a sentence attributes its statement to."""
+
+from __future__ import annotations
+
+import pytest
+
+from workers.analysis.attribution import find_holder
+
+
+@pytest.mark.parametrize(
+    ("sentence", "holder", "cue"),
+    [
+        (
+            "North Korea's Foreign Ministry condemned the UN Security Council on Sunday.",
+            "North Korea's Foreign Ministry",
+            "condemned",
+        ),
+        (
+            "North Korea’s foreign ministry on Saturday lauded its ties with Russia.",
+            "North Korea’s foreign ministry",
+            "lauded",
+        ),
+        (
+            "Kremlin spokesman Dmitry Peskov said the talks with Washington were useless.",
+            "Kremlin spokesman Dmitry Peskov",
+            "said",
+        ),
+        ('"The United States is lying," said Vasily Nebenzia, Russia\'s envoy.', "Vasily Nebenzia", "said"),
+        ('"Washington is lying," Lavrov said.', "Lavrov", "said"),
+        ("The sanctions hurt Russia badly, according to the World Bank.", "World Bank", "according to"),
+        ("Russia has repeatedly accused the United States of escalating the war.", "Russia", "accused"),
+        (
+            "U.S. Secretary of State Antony Blinken told reporters that Moscow was isolated.",
+            "U.S. Secretary of State Antony Blinken",
+            "told",
+        ),
+    ],
+)
+def test_holder_is_named_with_its_offsets(sentence: str, holder: str, cue: str) -> None:
+    found = find_holder(sentence)
+    assert found is not None
+    assert (found.text, found.cue) == (holder, cue)
+    assert sentence[found.start : found.end] == holder
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "He said the United Nations had failed.",  # pronouns are not resolved
+        "Sales in Russia rose by five percent last year.",
+        "The Security Council will vote on the resolution next week.",
+        "",
+    ],
+)
+def test_no_holder_when_none_is_named(sentence: str) -> None:
+    assert find_holder(sentence) is None
