@@ -172,3 +172,43 @@ def submit(
                 raise click.ClickException(f"{file}: {error}") from error
     output = results[0] if len(results) == 1 else results
     click.echo(json.dumps(output, indent=2, ensure_ascii=False))
+
+
+@main.command("eval")
+@click.option(
+    "--data",
+    "data_dir",
+    default=Path("../shared/data"),
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder laid out as shared/data: newsmtsc/, summaries/, news_corpus/.",
+)
+@click.option("--only", default="stance,summary,duplicates", show_default=True, help="Parts to run.")
+@click.option("--per-kind", default=150, show_default=True, type=int, help="Duplicate queries per case type.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
+def evaluate(data_dir: Path, only: str, per_kind: int, as_json: bool) -> None:
+    """Measure every analysis on public evaluation data, as the workers run them."""
+    from newsdesk.evaluation.report import PARTS, format_table, run_evaluation  # noqa: PLC0415
+    from workers.pipeline import load_scorer  # noqa: PLC0415
+
+    parts = [part.strip() for part in only.split(",") if part.strip()]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        raise click.BadParameter(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
+    if not data_dir.is_dir():
+        click.echo(
+            f"{data_dir} not found: every part is skipped; only the timing runs (on the seeds)", err=True
+        )
+    try:
+        result = run_evaluation(
+            data_dir,
+            load_scorer(_settings().stance_scorer),
+            parts=parts,
+            per_kind=per_kind,
+            progress=lambda step: click.echo(f"... {step}", err=True),
+        )
+    except ModuleNotFoundError as missing:
+        if missing.name != "rouge_score":
+            raise
+        raise click.ClickException("ROUGE needs rouge-score: pip install -e '.[dev]'") from missing
+    click.echo(json.dumps(result, indent=2) if as_json else format_table(result))

@@ -29,6 +29,18 @@ def lead_summarizer(count: int = 3) -> Summarizer:
     return lead
 
 
+def read_texts(path: Path, limit: int | None = None) -> list[str]:
+    """The article texts of a {"text", "reference"} JSONL file, the first `limit` of them."""
+    texts: list[str] = []
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            if line.strip():
+                texts.append(json.loads(line)["text"])
+            if limit is not None and len(texts) == limit:
+                break
+    return texts
+
+
 def evaluate_summary(path: Path, summarizer: Summarizer = service_summarizer) -> dict[str, Any]:
     """ROUGE F1 (percent, Porter stemming; rougeL is the summary-level rougeLsum) on a JSONL file of
     {"text", "reference"}, and the median milliseconds per article."""

@@ -1,0 +1,165 @@
+"""`newsdesk eval` end to end through the CLI, on a few examples written by the test in the shared
+data layout; the real data is never needed (CI must not depend on it)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from newsdesk.cli import main
+
+LEAD = [
+    "The city council approved a new budget for public transport on Tuesday after a long debate.",
+    "The budget adds forty million euros for new trams and twelve new bus lines across the city.",
+    "Work on the first tram line is expected to start next spring and to last about two years.",
+]
+TAIL = [
+    "Opposition members said the plan would raise fares for the poorest households in the city.",
+    "The mayor said the money would come from a new tax on parking spaces in the centre.",
+]
+WORDS = [
+    "market",
+    "bank",
+    "shares",
+    "rose",
+    "fell",
+    "percent",
+    "company",
+    "profit",
+    "quarter",
+    "trade",
+    "talks",
+    "minister",
+    "government",
+    "oil",
+    "price",
+    "growth",
+    "bond",
+    "rate",
+    "index",
+    "export",
+    "import",
+    "deal",
+    "board",
+    "chairman",
+    "analyst",
+    "forecast",
+    "output",
+    "steel",
+    "grain",
+    "coffee",
+    "tonnes",
+    "dollar",
+    "yen",
+    "sterling",
+    "figures",
+    "month",
+    "year",
+    "official",
+    "statement",
+    "plant",
+    "workers",
+    "strike",
+    "union",
+    "vote",
+]
+
+
+def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+
+
+def _corpus_article(rng: random.Random, number: int) -> dict[str, Any]:
+    paragraphs = [" ".join(rng.choice(WORDS) for _ in range(24)).capitalize() + "." for _ in range(8)]
+    return {
+        "id": f"a{number:03d}",
+        "title": f"Story number {number}",
+        "text": "\n\n".join(paragraphs),
+        "source": "reuters",
+        "date": "1987-03-0" + str(1 + number % 3),
+        "meta": {"topics": ["trade"]},
+    }
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    sentence = "Critics accused Russia of lying about the attack, while Washington praised the deal."
+    record = {
+        "primary_gid": "x_1",
+        "sentence_normalized": sentence,
+        "targets": [
+            {"from": 16, "to": 22, "mention": "Russia", "polarity": 2.0},
+            {"from": 56, "to": 66, "mention": "Washington", "polarity": 6.0},
+        ],
+    }
+    neutral = {
+        "primary_gid": "x_2",
+        "sentence_normalized": "The UN Security Council met on Tuesday.",
+        "targets": [{"from": 4, "to": 23, "mention": "UN Security Council", "polarity": 4.0}],
+    }
+    _write_jsonl(tmp_path / "newsmtsc" / "dev_tiny.jsonl", [record, neutral])
+    _write_jsonl(tmp_path / "newsmtsc" / "train.jsonl", [record])  # trained on: never scored
+    # The reference is the article's first three sentences: Lead-3 matches it exactly.
+    article = {"id": "s1", "text": " ".join(LEAD + TAIL), "reference": " ".join(LEAD)}
+    _write_jsonl(tmp_path / "summaries" / "tiny.jsonl", [article, {**article, "id": "s2"}])
+    rng = random.Random(5)
+    corpus = [_corpus_article(rng, number) for number in range(24)]
+    _write_jsonl(tmp_path / "news_corpus" / "news_corpus.jsonl", corpus)
+    pair = {"id_a": "a000", "id_b": "a001", "kind": "near", "jaccard_w5": 0.0, "containment_w5": 0.0}
+    _write_jsonl(tmp_path / "news_corpus" / "natural_duplicates.jsonl", [pair])
+    return tmp_path
+
+
+def _run(*args: str) -> Any:
+    result = CliRunner().invoke(main, ["eval", *args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_eval_json_is_keyed_by_the_files_it_read(data_dir: Path) -> None:
+    result = json.loads(_run("--data", str(data_dir), "--json", "--per-kind", "2").stdout)
+    assert set(result["stance"]) == {"dev_tiny"}  # train.jsonl is what the model learnt from
+    stance = result["stance"]["dev_tiny"]
+    assert stance["n"] == 3
+    assert 0 <= stance["macro_f1"] <= 100
+    assert 0 <= stance["accuracy"] <= 100
+    assert 0 <= stance["ece"] <= 1
+
+    summary = result["summary"]["tiny"]
+    assert summary["n"] == 2
+    assert summary["lead3"]["rouge1"] == pytest.approx(100.0)
+    assert summary["rouge1"] == pytest.approx(100.0)  # no caption or teaser to pass over: the lead wins
+
+    duplicates = result["duplicates"]["news_corpus"]
+    assert duplicates["seeds"] == 24
+    assert "spelling" in duplicates["per_type"]
+    assert duplicates["per_type"]["spelling"]["n"] == 2
+    assert duplicates["natural"]["near"]["pairs"] == 1
+    timing = result["timing_ms"]
+    assert timing["summary"] > 0
+    assert timing["stance"] > 0
+    assert timing["duplicates_seeds"] == 24
+    assert result["skipped"] == []
+
+
+def test_eval_table_names_what_it_skipped(tmp_path: Path) -> None:
+    (tmp_path / "summaries").mkdir()
+    article = {"id": "s1", "text": " ".join(LEAD + TAIL), "reference": " ".join(LEAD)}
+    _write_jsonl(tmp_path / "summaries" / "tiny.jsonl", [article])
+    output = _run("--data", str(tmp_path), "--only", "summary,duplicates").stdout
+    assert "tiny (n=1)" in output
+    assert "Lead-3 ROUGE-1/2/L" in output
+    assert "skipped: duplicates:" in output
+    assert "stance" not in output.split("timing")[0]  # not asked for, not run
+
+
+def test_eval_rejects_an_unknown_part(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["eval", "--data", str(tmp_path), "--only", "sentiment"])
+    assert result.exit_code == 2
+    assert "unknown part(s) sentiment" in result.output
