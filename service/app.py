@@ -18,6 +18,7 @@ from newsdesk.store import Store
 from service.app_context import Services, services
 from service.auth import ANONYMOUS, authenticate
 from service.body import read_json_body
+from service.metrics import install_metrics
 from service.problems import Problem, ProblemApi
 from service.queue import ArticleQueue, CeleryQueue
 from service.views import articles, health, seeds
@@ -82,6 +83,7 @@ def create_app(
     limiter.init_app(app)
     app.register_error_handler(RateLimitExceeded, lambda error: _too_many_requests(limiter, error))
     app.after_request(_add_headers)
+    install_metrics(app, app.extensions["newsdesk"])
     app.add_url_rule("/docs/assets/<path:filename>", "docs_assets", _docs_asset)
     app.add_url_rule("/", "index", lambda: redirect("/docs"))
     return app
