@@ -96,9 +96,7 @@ def _exposition(registry: CollectorRegistry) -> Response:
         body = generate_latest(registry)
     except OperationalError as error:  # the broker (the same Redis) is unreachable
         raise redis_unavailable_problem() from error
-    return Response(
-        body, mimetype=None, content_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"}
-    )
+    return Response(body, mimetype=None, content_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})
 
 
 def _record_request(response: BaseResponse) -> BaseResponse:
