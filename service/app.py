@@ -140,16 +140,17 @@ def _docs_asset(filename: str) -> Response:
 
 def _log_request(response: BaseResponse) -> None:
     duration = (time.perf_counter() - g.started) * 1000 if "started" in g else None
-    log.info(
-        "request",
-        extra={
-            "method": request.method,
-            "path": request.path,
-            "status": response.status_code,
-            "duration_ms": round(duration, 1) if duration is not None else None,
-            "remote": request.remote_addr,
-        },
-    )
+    fields: dict[str, Any] = {
+        "method": request.method,
+        "path": request.path,
+        "status": response.status_code,
+        "duration_ms": round(duration, 1) if duration is not None else None,
+        "remote": request.remote_addr,
+    }
+    article_id = (request.view_args or {}).get("article_id")
+    if article_id is not None:
+        fields["article_id"] = article_id
+    log.info("request", extra=fields)
 
 
 def _add_headers(response: BaseResponse) -> Any:
