@@ -52,7 +52,8 @@ def test_redis_persists_to_a_named_volume_refuses_eviction_and_needs_a_password(
     assert config["appendonly"] == "yes"
     assert config["appendfsync"] == "everysec"
     assert config["maxmemory-policy"] == "noeviction"
-    assert config["dir"] == "/data"
+    assert "dir" not in config  # the working directory: the image's /data, where the volume is
+    assert "working_dir" not in redis
     assert "requirepass" not in config  # the password comes from the environment
 
     command = " ".join(redis["command"])
