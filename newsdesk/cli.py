@@ -56,10 +56,24 @@ def run(host: str, port: int, data_dir: Path, concurrency: int | None) -> None:
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--workers", default=2, show_default=True, type=int, help="gunicorn worker processes")
-@click.option("--threads", default=8, show_default=True, type=int, help="threads per gunicorn worker")
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="NEWSDESK_API_HOST")
+@click.option("--port", default=8000, show_default=True, type=int, envvar="NEWSDESK_API_PORT")
+@click.option(
+    "--workers",
+    default=2,
+    show_default=True,
+    type=int,
+    envvar="NEWSDESK_API_PROCESSES",
+    help="gunicorn processes",
+)
+@click.option(
+    "--threads",
+    default=8,
+    show_default=True,
+    type=int,
+    envvar="NEWSDESK_API_THREADS",
+    help="threads per process",
+)
 def api(host: str, port: int, workers: int, threads: int) -> None:
     """The HTTP API under gunicorn, against REDIS_URL."""
     from newsdesk.gunicorn_app import serve  # noqa: PLC0415
@@ -71,18 +85,24 @@ def api(host: str, port: int, workers: int, threads: int) -> None:
 
 @main.command()
 @click.option("--concurrency", default=None, type=int, help="Worker processes [NEWSDESK_WORKER_CONCURRENCY].")
-@click.option("--queues", default=None, help="Comma-separated queues to consume (default: all).")
+@click.option(
+    "--queues", default=None, help="Comma-separated queues to consume [NEWSDESK_WORKER_QUEUES; default: all]."
+)
 @click.option("--name", default=None, help="Worker node name (default: newsdesk@<host>-<pid>).")
 def worker(concurrency: int | None, queues: str | None, name: str | None) -> None:
     """A Celery worker running the analyses, against REDIS_URL."""
     from workers.celery_app import QUEUES  # noqa: PLC0415
     from workers.tasks import app, settings  # noqa: PLC0415
 
+    chosen = [queue.strip() for queue in (queues or settings.worker_queues).split(",") if queue.strip()]
+    unknown = sorted(set(chosen) - set(QUEUES))
+    if unknown:
+        raise click.UsageError(f"unknown queues {', '.join(unknown)}; the queues are {', '.join(QUEUES)}")
     arguments = [
         "--quiet",  # no banner: logs are one line per event
         "worker",
         f"--concurrency={concurrency or settings.worker_concurrency}",
-        f"--queues={queues or ','.join(QUEUES)}",
+        f"--queues={','.join(chosen or QUEUES)}",
         f"--hostname={name or f'newsdesk@%h-{os.getpid()}'}",
         f"--loglevel={settings.log_level}",
         "--without-gossip",
@@ -113,9 +133,12 @@ def seeds() -> None:
 
 
 @seeds.command("load")
-@click.argument("path", type=click.Path(exists=True, path_type=Path))
-def seeds_load(path: Path) -> None:
-    """Add seeds from a folder of .txt files or a JSONL file of {"id", "title", "text"}."""
+@click.argument("path", required=False, type=click.Path(exists=True, path_type=Path))
+def seeds_load(path: Path | None) -> None:
+    """Add seeds from a folder of .txt files or a JSONL file of {"id", "title", "text"}.
+
+    PATH defaults to NEWSDESK_SEEDS_DIR.
+    """
     import time  # noqa: PLC0415
 
     from newsdesk.seeds import SeedFileError, add_seeds, read_seeds  # noqa: PLC0415
@@ -123,7 +146,11 @@ def seeds_load(path: Path) -> None:
 
     started = time.perf_counter()
     try:
-        added, unchanged = add_seeds(Store.from_settings(_settings()), read_seeds(path))
+        settings = _settings()
+        source = path or settings.seeds_dir
+        if not source.exists():
+            raise click.ClickException(f"{source} (NEWSDESK_SEEDS_DIR) does not exist")
+        added, unchanged = add_seeds(Store.from_settings(settings), read_seeds(source))
     except SeedFileError as error:
         raise click.ClickException(str(error)) from error
     click.echo(

@@ -46,6 +46,8 @@ class Settings:
     sweep_interval: float = field(default=30.0, metadata={"env": "NEWSDESK_SWEEP_INTERVAL"})
     idempotency_ttl: int = field(default=86_400, metadata={"env": "NEWSDESK_IDEMPOTENCY_TTL"})
     worker_concurrency: int = field(default=2, metadata={"env": "NEWSDESK_WORKER_CONCURRENCY"})
+    # The queues `newsdesk worker` consumes, comma-separated (summary, stance, duplicates); empty: all.
+    worker_queues: str = field(default="", metadata={"env": "NEWSDESK_WORKER_QUEUES"})
     # Redis answers within milliseconds; a longer wait means it is down, and clients get a 503 fast.
     redis_timeout: float = field(default=1.0, metadata={"env": "NEWSDESK_REDIS_TIMEOUT"})
     # API keys as name:sha256hex pairs, comma-separated (`newsdesk keys new NAME` makes one). Empty: no

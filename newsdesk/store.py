@@ -20,6 +20,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.typing import EncodableT, FieldT
 
+from newsdesk.metrics import ANALYSIS_RESULTS, ARTICLES_FINISHED, MetricsRecorder
 from newsdesk.settings import Settings
 
 ANALYSES = ("summary", "stance", "duplicates")
@@ -187,6 +188,7 @@ class Store:
         self._create = client.register_script(_CREATE)
         self._start = client.register_script(_START)
         self._finish = client.register_script(_FINISH)
+        self.metrics = MetricsRecorder(client, prefix)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -313,7 +315,12 @@ class Store:
                 *ANALYSES,
             ],
         )
-        return _text(outcome) if outcome is not None else None  # type: ignore[return-value]
+        if outcome is None:
+            return None
+        article_status = _text(outcome)
+        finished = ARTICLES_FINISHED.inc(article_status) if article_status in {"done", "failed"} else []
+        self.metrics.record(ANALYSIS_RESULTS.inc(name, status), finished)
+        return article_status  # type: ignore[return-value]
 
     def stale_articles(self, older_than: float, limit: int = 500) -> list[str]:
         """Unfinished articles with no progress for `older_than` seconds, the oldest first."""

@@ -18,6 +18,7 @@ from newsdesk.store import Store
 from service.app_context import Services, services
 from service.auth import ANONYMOUS, authenticate
 from service.body import read_json_body
+from service.metrics import install_metrics
 from service.problems import Problem, ProblemApi
 from service.queue import ArticleQueue, CeleryQueue
 from service.views import articles, health, seeds
@@ -82,6 +83,7 @@ def create_app(
     limiter.init_app(app)
     app.register_error_handler(RateLimitExceeded, lambda error: _too_many_requests(limiter, error))
     app.after_request(_add_headers)
+    install_metrics(app, app.extensions["newsdesk"])
     app.add_url_rule("/docs/assets/<path:filename>", "docs_assets", _docs_asset)
     app.add_url_rule("/", "index", lambda: redirect("/docs"))
     return app
@@ -138,16 +140,17 @@ def _docs_asset(filename: str) -> Response:
 
 def _log_request(response: BaseResponse) -> None:
     duration = (time.perf_counter() - g.started) * 1000 if "started" in g else None
-    log.info(
-        "request",
-        extra={
-            "method": request.method,
-            "path": request.path,
-            "status": response.status_code,
-            "duration_ms": round(duration, 1) if duration is not None else None,
-            "remote": request.remote_addr,
-        },
-    )
+    fields: dict[str, Any] = {
+        "method": request.method,
+        "path": request.path,
+        "status": response.status_code,
+        "duration_ms": round(duration, 1) if duration is not None else None,
+        "remote": request.remote_addr,
+    }
+    article_id = (request.view_args or {}).get("article_id")
+    if article_id is not None:
+        fields["article_id"] = article_id
+    log.info("request", extra=fields)
 
 
 def _add_headers(response: BaseResponse) -> Any:

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from typing import Any
 
 import redis
 from celery import Celery
 
 from newsdesk.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # Task name -> queue. Ops can run workers on a subset of queues to give an expensive analysis more
 # processes (`newsdesk worker --queues stance`).
@@ -118,10 +121,12 @@ class CeleryBrokerView:
 
 def enqueue_analysis(app: Celery, analysis: str, article_id: str) -> None:
     """Send the task of one analysis ("summary", ...); the message carries only the article id."""
-    app.send_task(f"analysis.{analysis}", args=[article_id])
+    sent = app.send_task(f"analysis.{analysis}", args=[article_id])
+    # The task id links this line to the worker's lines about the same task.
+    log.info("task sent", extra={"article_id": article_id, "analysis": analysis, "task_id": sent.id})
 
 
 def enqueue_analyses(app: Celery, article_id: str) -> None:
     """Send one task per analysis."""
     for task_name in ROUTES:
-        app.send_task(task_name, args=[article_id])
+        enqueue_analysis(app, task_name.removeprefix("analysis."), article_id)

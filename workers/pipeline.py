@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import redis
 
+from newsdesk.metrics import ANALYSIS_DURATION
 from newsdesk.settings import Settings
 from newsdesk.store import Article, Store
 from workers.analysis import duplicates, stance, summary
@@ -187,8 +188,10 @@ def run_analysis(
     article = patiently(lambda: store.get_article(article_id), within=store_patience)
     if article is None:
         return None
+    computing = time.perf_counter()
     try:
         result, version = analyzers.get(name)(article)
+        duration = time.perf_counter() - computing
     except redis.RedisError:
         raise  # reading seeds for the duplicate check: an outage, not this article's fault
     except Exception as error:
@@ -197,5 +200,8 @@ def run_analysis(
         )
         return finish(result=None, version="", error=f"{name} analysis failed ({type(error).__name__})")
     status = finish(result=result, version=version)
-    log.info("analysis done", extra={**context, "article_status": status})
+    store.metrics.record(ANALYSIS_DURATION.observe(duration, name))
+    log.info(
+        "analysis done", extra={**context, "article_status": status, "duration_ms": round(duration * 1000, 1)}
+    )
     return status

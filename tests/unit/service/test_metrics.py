@@ -1,0 +1,178 @@
+"""GET /metrics through the WSGI app, over fakeredis: the exposition format and what each figure counts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import fakeredis
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+from werkzeug.test import TestResponse
+
+from newsdesk.metrics import ANALYSIS_DURATION, MetricsRecorder
+from newsdesk.settings import Settings
+from newsdesk.store import Store
+from service.app import create_app
+from service.auth import hash_key
+from service.queue import InMemoryQueue
+from workers.pipeline import Analyzers, run_analysis
+
+TEXT = (
+    "The United Nations welcomed the agreement on Monday. Russia said it would study the text. "
+    "Washington praised the negotiators for their patience."
+)
+
+
+class ClosingClient(FlaskClient):
+    """Closes each response, as a WSGI server does once it has sent it: request figures are written then."""
+
+    def open(self, *args: Any, **kwargs: Any) -> TestResponse:
+        kwargs.setdefault("buffered", True)
+        return super().open(*args, **kwargs)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    app.test_client_class = ClosingClient
+    return app.test_client()
+
+
+def scrape(client: FlaskClient) -> dict[str, list[Sample]]:
+    response = client.get("/metrics")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.content_type.startswith("text/plain; version=0.0.4")
+    return {family.name: family.samples for family in text_string_to_metric_families(response.get_data(True))}
+
+
+def value(samples: list[Sample], name: str, **labels: str) -> float:
+    matching = [s.value for s in samples if s.name == name and s.labels == labels]
+    assert len(matching) == 1, f"{name}{labels} not in {samples}"
+    return matching[0]
+
+
+def test_submissions_are_counted_by_outcome(client: FlaskClient) -> None:
+    assert client.post("/v1/articles", json={"text": TEXT}).status_code == 202
+    keyed = {"Idempotency-Key": "once"}
+    assert client.post("/v1/articles", json={"text": TEXT}, headers=keyed).status_code == 202
+    assert client.post("/v1/articles", json={"text": TEXT}, headers=keyed).status_code == 202  # replayed
+    assert client.post("/v1/articles", json={"text": ""}).status_code == 422
+    assert client.post("/v1/articles", data="nope", content_type="application/json").status_code == 400
+
+    families = scrape(client)
+    submissions = families["newsdesk_submissions"]
+    assert value(submissions, "newsdesk_submissions_total", outcome="accepted") == 2
+    assert value(submissions, "newsdesk_submissions_total", outcome="replayed") == 1
+    assert value(submissions, "newsdesk_submissions_total", outcome="rejected") == 2
+    assert value(families["newsdesk_articles_unfinished"], "newsdesk_articles_unfinished") == 2
+
+
+def test_request_latency_histogram_by_route_template_method_and_status(client: FlaskClient) -> None:
+    article_id = client.post("/v1/articles", json={"text": TEXT}).get_json()["id"]
+    for _ in range(3):
+        assert client.get(f"/v1/articles/{article_id}").status_code == 200
+    assert client.get("/v1/articles/missing").status_code == 404
+    assert client.get("/no/such/path").status_code == 404
+
+    samples = scrape(client)["newsdesk_http_request_duration_seconds"]
+    route = {"method": "GET", "endpoint": "/v1/articles/<string:article_id>"}
+    name = "newsdesk_http_request_duration_seconds"
+    assert value(samples, f"{name}_count", **route, status="200") == 3
+    assert value(samples, f"{name}_bucket", **route, status="200", le="+Inf") == 3
+    assert value(samples, f"{name}_count", **route, status="404") == 1
+    assert value(samples, f"{name}_count", method="GET", endpoint="unmatched", status="404") == 1
+    assert value(samples, f"{name}_count", method="POST", endpoint="/v1/articles", status="202") == 1
+    assert value(samples, f"{name}_sum", **route, status="200") > 0
+    # Buckets are cumulative and end at the count.
+    buckets = [
+        s.value
+        for s in samples
+        if s.name == f"{name}_bucket"
+        and s.labels.get("status") == "200"
+        and s.labels["endpoint"] == route["endpoint"]
+    ]
+    assert buckets == sorted(buckets)
+
+
+def test_an_analysis_run_shows_its_duration_and_result(
+    client: FlaskClient, store: Store, settings: Settings
+) -> None:
+    article_id = client.post("/v1/articles", json={"text": TEXT}).get_json()["id"]
+    analyzers = Analyzers(settings, store)
+    for analysis in ("summary", "stance", "duplicates"):
+        run_analysis(store, analyzers, article_id, analysis)
+
+    families = scrape(client)
+    durations = families["newsdesk_analysis_duration_seconds"]
+    results = families["newsdesk_analysis_results"]
+    for analysis in ("summary", "stance", "duplicates"):
+        assert value(durations, "newsdesk_analysis_duration_seconds_count", analysis=analysis) == 1
+        assert value(results, "newsdesk_analysis_results_total", analysis=analysis, status="done") == 1
+    assert (
+        value(families["newsdesk_articles_finished"], "newsdesk_articles_finished_total", status="done") == 1
+    )
+    assert value(families["newsdesk_articles_unfinished"], "newsdesk_articles_unfinished") == 0
+
+
+def test_failed_analyses_are_counted_as_failed(client: FlaskClient, store: Store) -> None:
+    article_id = client.post("/v1/articles", json={"text": TEXT}).get_json()["id"]
+    store.finish_analysis(article_id, "stance", result=None, version="", error="boom")
+
+    results = scrape(client)["newsdesk_analysis_results"]
+    assert value(results, "newsdesk_analysis_results_total", analysis="stance", status="failed") == 1
+
+
+def test_gauges_workers_seeds_and_no_queue_depth_without_a_broker(client: FlaskClient, store: Store) -> None:
+    store.worker_heartbeat("worker-a@host")
+    store.worker_heartbeat("worker-b@host")
+    assert client.post("/v1/seeds", json={"id": "s1", "text": TEXT}).status_code == 201
+
+    families = scrape(client)
+    assert value(families["newsdesk_workers"], "newsdesk_workers") == 2
+    assert value(families["newsdesk_seeds"], "newsdesk_seeds") == 1
+    assert families["newsdesk_queue_depth"] == []  # the in-memory queue of these tests has no broker
+
+
+def test_metrics_need_no_api_key_even_when_keys_are_configured(store: Store, settings: Settings) -> None:
+    keyed = Settings.from_env({}, **{**settings.__dict__, "api_keys": f"ops:{hash_key('secret')}"})
+    app = create_app(keyed, store=store, queue=InMemoryQueue())
+    app.test_client_class = ClosingClient
+    client = app.test_client()
+    assert client.get("/v1/seeds").status_code == 401
+    assert client.get("/metrics").status_code == 200
+
+
+def test_metrics_answer_503_when_redis_is_down(settings: Settings) -> None:
+    server = fakeredis.FakeServer()
+    client = create_app(settings, store=Store(fakeredis.FakeRedis(server=server)), queue=InMemoryQueue())
+    server.connected = False
+    response = client.test_client().get("/metrics")
+    assert response.status_code == 503
+    assert response.content_type == "application/problem+json"
+
+
+def test_histogram_buckets_count_a_value_at_its_upper_bound() -> None:
+    recorder = MetricsRecorder(fakeredis.FakeRedis(), "unit")
+    for seconds in (0.005, 0.0051, 200.0, 2):
+        recorder.record(ANALYSIS_DURATION.observe(seconds, "summary"))
+    _, histograms = recorder.read()
+    value = histograms[ANALYSIS_DURATION.name][("summary",)]
+    cumulative = dict(value.cumulative)
+    assert cumulative["0.005"] == 1  # le is "less than or equal"
+    assert cumulative["0.01"] == 2
+    assert cumulative["2.5"] == 3
+    assert cumulative["120.0"] == 3
+    assert cumulative["+Inf"] == value.count == 4
+    assert value.sum == pytest.approx(202.0101)
+
+
+def test_recording_never_raises_and_pauses_after_a_failure() -> None:
+    server = fakeredis.FakeServer()
+    recorder = MetricsRecorder(fakeredis.FakeRedis(server=server), "unit")
+    server.connected = False
+    recorder.record(ANALYSIS_DURATION.observe(1.0, "summary"))  # dropped, not raised
+    server.connected = True
+    recorder.record(ANALYSIS_DURATION.observe(1.0, "summary"))  # within the pause: skipped
+    assert recorder.read()[1][ANALYSIS_DURATION.name] == {}
