@@ -122,6 +122,7 @@ def enqueue_analysis(app: Celery, analysis: str, article_id: str) -> None:
 
 
 def enqueue_analyses(app: Celery, article_id: str) -> None:
-    """Send one task per analysis."""
-    for task_name in ROUTES:
-        app.send_task(task_name, args=[article_id])
+    """Send one task per analysis, through one producer taken from the pool once."""
+    with app.producer_or_acquire() as producer:
+        for task_name in ROUTES:
+            app.send_task(task_name, args=[article_id], producer=producer)
