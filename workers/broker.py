@@ -18,10 +18,9 @@ redis-py clients are thread-safe, and a new pool (after a reconnect) gets a new 
 
 from __future__ import annotations
 
-from typing import Any
-
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import redis
 from kombu.transport import redis as kombu_redis

@@ -39,8 +39,8 @@ class BenchOptions:
         """Tiny sizes: checks that every part runs, in well under a minute; the figures mean little."""
         values: dict[str, object] = {
             "seed_sizes": (100, 300),
-            "worker_counts": (1, 2),
-            "articles": 6,
+            "worker_counts": (2,),
+            "articles": 4,
             "four_kb_articles": 3,
             "api_seconds": 0.5,
             "light_articles": 2,
