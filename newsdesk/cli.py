@@ -111,6 +111,62 @@ def worker(concurrency: int | None, queues: str | None, name: str | None) -> Non
     app.worker_main(argv=arguments)
 
 
+def _numbers(text: str) -> list[int]:
+    try:
+        return [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
+    except ValueError as error:
+        raise click.BadParameter(f"expected comma-separated whole numbers, got {text!r}") from error
+
+
+@main.command()
+@click.option("--only", default=None, help="Parts to run, comma-separated: analyses,e2e,duplicates,memory.")
+@click.option(
+    "--seeds", "seed_sizes", default="1000,10000,100000", show_default=True, help="Seed corpus sizes."
+)
+@click.option("--workers", "worker_counts", default="1,2,4", show_default=True, help="Worker process counts.")
+@click.option(
+    "--data",
+    "data_dir",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Holds news_corpus/news_corpus.jsonl [../shared/data]; without it: seeds/ and synthetic text.",
+)
+@click.option("--articles", default=None, type=int, help="Articles per measurement [200].")
+@click.option("--quick", is_flag=True, help="Tiny sizes: checks that everything runs; figures mean little.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
+def bench(
+    only: str | None,
+    seed_sizes: str,
+    worker_counts: str,
+    data_dir: Path | None,
+    articles: int | None,
+    quick: bool,
+    as_json: bool,
+) -> None:
+    """Measure each analysis, the whole service (HTTP, Redis, workers), the duplicate index and memory."""
+    from newsdesk.bench.runner import PARTS, BenchOptions, run_bench  # noqa: PLC0415
+
+    overrides: dict[str, Any] = {}
+    if only:
+        overrides["parts"] = [part.strip() for part in only.split(",") if part.strip()]
+        if unknown := set(overrides["parts"]) - set(PARTS):
+            raise click.BadParameter(
+                f"unknown {sorted(unknown)}; choose from {','.join(PARTS)}", param_hint="--only"
+            )
+    source = click.get_current_context().get_parameter_source
+    if not quick or source("seed_sizes") != click.core.ParameterSource.DEFAULT:
+        overrides["seed_sizes"] = _numbers(seed_sizes)
+    if not quick or source("worker_counts") != click.core.ParameterSource.DEFAULT:
+        overrides["worker_counts"] = _numbers(worker_counts)
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    if articles is not None:
+        overrides["articles"] = articles
+    options = BenchOptions.quick(**overrides) if quick else BenchOptions(**overrides)
+    report = run_bench(options)
+    click.echo(report.to_json() if as_json else report.to_table())
+
+
 @main.group()
 def keys() -> None:
     """API keys: the service stores only their hashes (NEWSDESK_API_KEYS)."""

@@ -119,14 +119,15 @@ class CeleryBrokerView:
         return held
 
 
-def enqueue_analysis(app: Celery, analysis: str, article_id: str) -> None:
+def enqueue_analysis(app: Celery, analysis: str, article_id: str, producer: Any = None) -> None:
     """Send the task of one analysis ("summary", ...); the message carries only the article id."""
-    sent = app.send_task(f"analysis.{analysis}", args=[article_id])
+    sent = app.send_task(f"analysis.{analysis}", args=[article_id], producer=producer)
     # The task id links this line to the worker's lines about the same task.
     log.info("task sent", extra={"article_id": article_id, "analysis": analysis, "task_id": sent.id})
 
 
 def enqueue_analyses(app: Celery, article_id: str) -> None:
-    """Send one task per analysis."""
-    for task_name in ROUTES:
-        enqueue_analysis(app, task_name.removeprefix("analysis."), article_id)
+    """Send one task per analysis, through one producer taken from the pool once."""
+    with app.producer_or_acquire() as producer:
+        for task_name in ROUTES:
+            enqueue_analysis(app, task_name.removeprefix("analysis."), article_id, producer)

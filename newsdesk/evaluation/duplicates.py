@@ -19,12 +19,13 @@ and partly different stories), nor are the articles whose paragraphs a rewrite p
 pairs' own recall is reported separately.
 
     python -m newsdesk.evaluation.duplicates ../shared/data/news_corpus --split evaluation
-    python -m newsdesk.evaluation.duplicates ../shared/data/news_corpus --scale
+
+Speed at scale (the index against brute force, seeds stored in Redis) is `newsdesk bench --only duplicates`
+(newsdesk/bench/duplicates.py); `--scale` here runs that part.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import random
 import re
@@ -924,151 +925,6 @@ def pair_measures(corpus_dir: Path, *, split: Split = "tuning", per_kind: int = 
     return rows
 
 
-# --------------------------------------------------------------------------------------------------------
-# Speed at scale: the index against brute force
-
-
-def synthetic_articles(articles: Sequence[Article], count: int, seed: int = 7) -> list[str]:
-    """`count` made-up articles from a word-bigram chain over the corpus: realistic word and phrase
-    frequencies (stock phrases recur, as in real news) without copying whole sentences."""
-    rng = _rng(seed)
-    following: dict[str, list[str]] = defaultdict(list)
-    starts: list[str] = []
-    for article in articles[:4000]:
-        for sentence in _sentences(article.text.replace("\n\n", " ")):
-            words = sentence.split()
-            if len(words) < 4:
-                continue
-            starts.append(words[0])
-            for current, nxt in itertools.pairwise(words):
-                following[current].append(nxt)
-            following[words[-1]].append("")
-    lengths = [_word_count(a.text) for a in articles]
-    texts = []
-    for _ in range(count):
-        target = rng.choice(lengths)
-        paragraphs: list[str] = []
-        written = 0
-        while written < target:
-            made = [rng.choice(starts)]
-            while len(made) < 40:
-                word = rng.choice(following.get(made[-1]) or [""])
-                if not word:
-                    break
-                made.append(word)
-            paragraphs.append(" ".join(made))
-            written += len(made)
-        texts.append("\n\n".join(paragraphs))
-    return texts
-
-
-def _best_of_rounds(
-    queries: Sequence[str], indexes: dict[int, SeedIndex], load: Callable[[Sequence[str]], dict[str, str]]
-) -> dict[int, list[float]]:
-    """Per index, the best of three timed runs of find_duplicates for each query, sizes taken in turn."""
-    sizes = sorted(indexes)
-    timings: dict[int, list[float]] = {size: [] for size in sizes}
-    for query in queries:
-        rounds: dict[int, list[float]] = {size: [] for size in sizes}
-        for round_number in range(3):
-            for size in sizes if round_number % 2 == 0 else sizes[::-1]:
-                started = time.perf_counter()
-                duplicates.find_duplicates(query, indexes[size], load)
-                rounds[size].append((time.perf_counter() - started) * 1000)
-        for size in sizes:
-            timings[size].append(min(rounds[size]))
-    return timings
-
-
-def _brute_force_ms(
-    query_prints: Sequence[duplicates.Fingerprint], distinct_sets: Sequence[np.ndarray]
-) -> list[float]:
-    """Milliseconds per query to compute containment against every seed's shingle set."""
-    timings = []
-    for query_print in query_prints:
-        started = time.perf_counter()
-        for distinct in distinct_sets:
-            shared = len(np.intersect1d(query_print.distinct, distinct, assume_unique=True))
-            _ = shared / max(1, min(len(query_print.distinct), len(distinct)))
-        timings.append((time.perf_counter() - started) * 1000)
-    return timings
-
-
-def time_index_against_brute_force(
-    corpus_dir: Path,
-    *,
-    sizes: Sequence[int] = (1_000, 10_000, 100_000),
-    queries: int = 100,
-    brute_force_queries: int = 10,
-) -> dict[str, Any]:
-    """Milliseconds per query as the seed count grows: find_duplicates (index, candidate texts from memory,
-    exact checks) against brute force (the query's shingle set intersected with every seed's, all seed
-    fingerprints computed in advance: the cheapest exact scan), and compare() on raw texts at the smallest
-    size. Also the bulk sketch rate and the index memory per seed. Each query is timed on every size in
-    turn, three rounds, and its best time kept.
-
-    Seeds are the corpus articles topped up with synthetic ones (`synthetic_articles`); queries are
-    `combined` rewrites of corpus articles that are seeds at every size, so each query has the same true
-    matches throughout.
-    """
-    articles = load_corpus(corpus_dir)
-    rng = _rng(3)
-    sizes = sorted(sizes)
-    largest = sizes[-1]
-    base = articles[: min(len(articles), sizes[0])]
-    rest = [a.text for a in articles[len(base) :]][: largest - len(base)]
-    extra = rest + synthetic_articles(articles, max(0, largest - len(base) - len(rest)))
-    seeds = [(a.id, a.text) for a in base] + [(f"extra-{i}", text) for i, text in enumerate(extra)]
-    filler = [(a.id, p) for a in articles[:300] for p in a.paragraphs]
-    headlines = [a.title for a in articles[:300] if a.title]
-    sources = [
-        a for a in rng.sample(base, min(queries, len(base))) if _word_count(a.text) >= MIN_SOURCE_WORDS
-    ]
-    query_texts = [rewrite("combined", a, rng, filler, headlines) for a in sources]
-    query_prints = [duplicates.fingerprint(q) for q in query_texts[:brute_force_queries]]
-
-    sample = [text for _, text in seeds[:5000]]
-    started = time.perf_counter()
-    duplicates.sketch_many(sample)
-    result: dict[str, Any] = {
-        "sketches_per_second": round(len(sample) / (time.perf_counter() - started), 1),
-        "queries": len(query_texts),
-        "sizes": {},
-    }
-    texts = dict(seeds)
-    load = _loader(texts)
-    # One index per size, so that each query can be timed on every size in turn (and the best of three
-    # rounds kept): other work on a shared machine then disturbs all sizes alike.
-    indexes = {size: SeedIndex() for size in sizes}
-    distinct_sets: list[np.ndarray] = []
-    for position, (seed_id, text) in enumerate(seeds):
-        print_ = duplicates.fingerprint(text)
-        record = print_.sketch()
-        for size, index in indexes.items():
-            if position < size:
-                index.add(seed_id, record)
-        distinct_sets.append(print_.distinct)
-    for index in indexes.values():
-        index.candidates(query_prints[0].sketch())  # settle recent additions before timing
-    timings = _best_of_rounds(query_texts, indexes, load)
-    for size in sizes:
-        brute = _brute_force_ms(query_prints, distinct_sets[:size])
-        row: dict[str, Any] = {
-            "index_ms_mean": round(statistics.fmean(timings[size]), 2),
-            "index_ms_p50": round(statistics.median(timings[size]), 2),
-            "index_ms_p95": round(float(np.percentile(timings[size], 95)), 2),
-            "brute_force_sets_ms_mean": round(statistics.fmean(brute), 1),
-            "index_bytes_per_seed": round(indexes[size].memory_bytes() / len(indexes[size]), 1),
-        }
-        if size == sizes[0]:
-            started = time.perf_counter()
-            for seed_id, text in seeds[:size]:
-                duplicates.compare(query_texts[0], seed_id, text)
-            row["brute_force_compare_ms"] = round((time.perf_counter() - started) * 1000, 1)
-        result["sizes"][size] = row
-    return result
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """python -m newsdesk.evaluation.duplicates [corpus_dir] [--split S] [--scale | --pair-measures]."""
     import argparse  # noqa: PLC0415
@@ -1077,7 +933,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("corpus_dir", nargs="?", type=Path, default=Path("../shared/data/news_corpus"))
     parser.add_argument("--split", choices=["tuning", "evaluation"], default="evaluation")
     parser.add_argument("--per-kind", type=int, default=150)
-    parser.add_argument("--scale", action="store_true", help="time the index against brute force instead")
+    parser.add_argument(
+        "--scale", action="store_true", help="time the index against brute force: newsdesk bench's part"
+    )
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument(
         "--pair-measures",
@@ -1092,8 +950,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.pair_measures:
         print(json.dumps(pair_measures(args.corpus_dir, split=args.split, per_kind=args.per_kind), indent=1))
     elif args.scale:
+        from newsdesk.bench.runner import BenchOptions, run_bench  # noqa: PLC0415 - the bench imports this module
+
         sizes = [int(s) for s in args.sizes.split(",")]
-        print(json.dumps(time_index_against_brute_force(args.corpus_dir, sizes=sizes), indent=2))
+        options = BenchOptions(parts=["duplicates"], seed_sizes=sizes, data_dir=args.corpus_dir.parent)
+        print(run_bench(options).to_json())
     else:
         result = evaluate_duplicates(args.corpus_dir, split=args.split, per_kind=args.per_kind)
         print(json.dumps(result, indent=2))

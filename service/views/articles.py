@@ -113,10 +113,12 @@ class Articles(MethodView):
                     log.warning("enqueue failed", extra={"error": str(error)})
                     raise redis_unavailable_problem() from error
                 log.info("article accepted", extra={"chars": len(article.text)})
-            stored = current.store.get_article(submitted.article_id)
         headers = {"Location": _location(submitted.article_id), "Retry-After": POLL_AFTER_SECONDS}
         if not submitted.created:
             headers["Idempotent-Replayed"] = "true"
+        # A new article is queued (reading it back would cost a round trip and its whole text); a replay
+        # reports where the earlier one has got to.
+        stored = None if submitted.created else current.store.get_article(submitted.article_id)
         status = stored.status if stored else "queued"
         return {
             "id": submitted.article_id,
