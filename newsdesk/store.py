@@ -27,6 +27,7 @@ ArticleStatus = Literal["queued", "running", "done", "failed"]
 AnalysisStatus = Literal["queued", "running", "done", "failed"]
 _METADATA_FIELDS = ("title", "url", "source", "published_at")
 STANCE_TARGETS = ("us", "russia", "un")
+TERMINAL = frozenset({"done", "failed"})
 
 
 class IdempotencyConflict(Exception):
@@ -176,6 +177,11 @@ def _now_ms() -> int:
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _iso(milliseconds: int) -> str:
+    moment = datetime.fromtimestamp(milliseconds / 1000, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def content_digest(payload: Mapping[str, Any]) -> str:
@@ -479,6 +485,7 @@ class Store:
         Raises IdempotencyConflict when the key was used for a request with a different digest.
         """
         article_id = uuid.uuid4().hex
+        now_ms = _now_ms()  # the listing's time and created_at agree to the millisecond
         keys = [self._article_key(article_id), *self._creation_keys(article.owner)]
         if idempotency_key is not None:
             keys.append(self._idempotency_key("", article.owner, idempotency_key))
@@ -486,12 +493,12 @@ class Store:
             keys=keys,
             args=[
                 article_id,
-                _now_ms(),
+                now_ms,
                 digest,
                 self.idempotency_ttl,
                 self._article_key(""),
                 article.owner,
-                *_article_fields(article_id, article, now_iso()),
+                *_article_fields(article_id, article, _iso(now_ms)),
             ],
         )
         existing_id, _, existing_digest = stored.decode().partition("|")
@@ -512,7 +519,8 @@ class Store:
         An Idempotency-Key seen before returns its batch; with another digest, IdempotencyConflict.
         """
         batch_id = uuid.uuid4().hex
-        now = now_iso()
+        now_ms = _now_ms()
+        now = _iso(now_ms)
         accepted = sum(isinstance(item, NewArticle) for item in items)
         record = {
             "id": batch_id,
@@ -523,7 +531,7 @@ class Store:
         }
         args: list[EncodableT] = [
             batch_id,
-            _now_ms(),
+            now_ms,
             digest,
             self.idempotency_ttl,
             self._batch_key(""),
