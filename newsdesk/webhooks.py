@@ -25,6 +25,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from newsdesk.results import article_view
+from newsdesk.settings import Settings
+from newsdesk.store import Store
+
 SIGNATURE_HEADER = "X-Newsdesk-Signature"
 TIMESTAMP_HEADER = "X-Newsdesk-Timestamp"
 DELIVERY_HEADER = "X-Newsdesk-Delivery"
@@ -144,3 +148,42 @@ def post(delivery: Delivery, *, secret: str, allow_private: bool, timeout: float
     with httpx.Client(timeout=timeout, follow_redirects=False) as client:
         response = client.post(pinned, content=body, headers=headers, extensions=extensions)
     return response.status_code
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    state: str  # delivered, retry, failed, refused, gone (the article no longer exists)
+    detail: str = ""
+
+    @property
+    def retry(self) -> bool:
+        return self.state == "retry"
+
+
+def deliver_article(store: Store, settings: Settings, article_id: str, attempt: int) -> Outcome:
+    """One delivery attempt of a finished article's webhook; the outcome is recorded on the article.
+
+    A 2xx answer is a delivery. Anything else (another status, a timeout, a connection error) is
+    retried until NEWSDESK_WEBHOOK_MAX_ATTEMPTS; an address the SSRF guard refuses is not retried.
+    """
+    article = store.get_article(article_id)
+    if article is None or not article.callback_url:
+        return Outcome("gone")
+    delivery = Delivery(article.callback_url, article_view(article), article_id, attempt)
+    try:
+        status = post(
+            delivery,
+            secret=settings.webhook_secret,
+            allow_private=settings.webhook_allow_private,
+            timeout=settings.webhook_timeout,
+        )
+    except WebhookRefused as refused:
+        outcome = Outcome("refused", str(refused))
+    except (httpx.HTTPError, OSError) as error:
+        outcome = Outcome("retry", f"{type(error).__name__}: {error}"[:300])
+    else:
+        outcome = Outcome("delivered") if 200 <= status < 300 else Outcome("retry", f"HTTP {status}")
+    if outcome.retry and attempt >= settings.webhook_max_attempts:
+        outcome = Outcome("failed", outcome.detail)
+    store.record_webhook(article_id, "queued" if outcome.retry else outcome.state, attempt, outcome.detail)
+    return outcome
