@@ -74,13 +74,16 @@ def _analyse(task: Task, article_id: str, name: str) -> None:
 def _dispatch_webhook(article_id: str) -> None:
     """Send the webhook delivery of an article that has just finished (its finish marked it due).
 
-    Also runs when a redelivered analysis finds its work done, so a worker that died between the
-    finish and this send is made good: sent first, marked queued after, so never lost (at worst sent
-    twice, which receivers dedupe by X-Newsdesk-Delivery).
+    Every analysis task of the article checks after its run, and the one that moves the webhook from
+    due to queued sends it: one delivery task per article. If the send fails, the webhook is due
+    again, and the task fails so that the next check (a redelivered or later task) sends it.
     """
-    if runtime.store.webhook_state(article_id) == "due":
-        enqueue_webhook(app, article_id)
-        runtime.store.move_webhook(article_id, "due", "queued")
+    if runtime.store.move_webhook(article_id, "due", "queued"):
+        try:
+            enqueue_webhook(app, article_id)
+        except Exception:
+            runtime.store.move_webhook(article_id, "queued", "due")
+            raise
 
 
 @app.task(name="analysis.summary", bind=True)
