@@ -375,6 +375,14 @@ redis.call('HSET', KEYS[1], 'webhook', ARGV[2])
 return 1
 """
 
+# A delivery's outcome, written only to an article that still exists (a plain HSET on a deleted one
+# would leave a stub hash without expiry). KEYS: article. ARGV: state, attempts, error.
+_RECORD_WEBHOOK = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'webhook', ARGV[1], 'webhook:attempts', ARGV[2], 'webhook:error', ARGV[3])
+return 1
+"""
+
 
 class Store:
     """Articles, idempotency keys and seeds in one Redis database, under one key prefix."""
@@ -399,6 +407,7 @@ class Store:
         self._finish = client.register_script(_FINISH)
         self._delete = client.register_script(_DELETE)
         self._webhook_state = client.register_script(_WEBHOOK_STATE)
+        self._record_webhook = client.register_script(_RECORD_WEBHOOK)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -757,13 +766,8 @@ class Store:
         return bool(self._webhook_state(keys=[self._article_key(article_id)], args=[expected, new]))
 
     def record_webhook(self, article_id: str, state: str, attempts: int, error: str = "") -> None:
-        """Record a delivery outcome, on an article that still exists."""
-        key = self._article_key(article_id)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(key, mapping={"webhook": state, "webhook:attempts": attempts, "webhook:error": error})
-        pipe.execute()
-        if not self.redis.exists(key):  # deleted meanwhile: do not leave a stub behind
-            self.redis.delete(key)
+        """Record a delivery outcome on the article, unless it was deleted (or expired) meanwhile."""
+        self._record_webhook(keys=[self._article_key(article_id)], args=[state, attempts, error])
 
     def get_article(self, article_id: str) -> Article | None:
         raw = self.redis.hgetall(self._article_key(article_id))

@@ -181,3 +181,12 @@ def test_deleted_article_is_not_delivered(receiver: Receiver) -> None:
     store.delete_article(article_id, "")
     assert webhooks.deliver_article(store, settings, article_id, attempt=1).state == "gone"
     assert receiver.requests == []
+
+
+def test_an_outcome_is_not_written_to_a_deleted_article() -> None:
+    client = fakeredis.FakeRedis()
+    store = Store(client, "unit")
+    article_id = finished_article(store, "https://hooks.example.com/in")
+    store.delete_article(article_id, "")
+    store.record_webhook(article_id, "delivered", 1)
+    assert client.keys("unit:article:*") == []
