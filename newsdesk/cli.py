@@ -233,28 +233,76 @@ def seeds_list(limit: int) -> None:
 @click.option("--url", default="http://127.0.0.1:8000", show_default=True, envvar="NEWSDESK_URL")
 @click.option("--api-key", default=None, envvar="NEWSDESK_API_KEY")
 @click.option("--title", default=None)
-@click.option("--wait/--no-wait", default=False, help="Wait for the results and print them.")
-@click.option("--timeout", default=120.0, show_default=True, type=float)
+@click.option("--wait/--no-wait", default=False, help="Wait for the results (long-polling) and print them.")
+@click.option("--timeout", default=600.0, show_default=True, type=float, help="Seconds to wait in all.")
+@click.option(
+    "--out",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write one JSON file per article (named after its file) here instead of printing.",
+)
+@click.option("--concurrency", default=4, show_default=True, type=int, help="Batches in flight at once.")
+@click.option("--batch-size", default=20, show_default=True, type=int, help="Articles per batch request.")
 def submit(
-    files: tuple[Path, ...], url: str, api_key: str | None, title: str | None, wait: bool, timeout: float
+    files: tuple[Path, ...],
+    url: str,
+    api_key: str | None,
+    title: str | None,
+    wait: bool,
+    timeout: float,
+    out: Path | None,
+    concurrency: int,
+    batch_size: int,
 ) -> None:
-    """Submit article files (plain text or HTML) to a running service; print ids, or results with --wait."""
-    from newsdesk.client import NewsdeskClient, NewsdeskError  # noqa: PLC0415
+    """Submit article files (plain text or HTML) to a running service; print ids, or results with --wait.
 
-    results: list[dict[str, Any]] = []
-    with NewsdeskClient(url, api_key=api_key, timeout=timeout) as client:
-        for file in files:
-            try:
-                submitted = client.submit(file.read_text(encoding="utf-8", errors="replace"), title=title)
-                results.append(
-                    client.wait(submitted.id, timeout=timeout)
-                    if wait
-                    else {"id": submitted.id, "status": submitted.status}
-                )
-            except NewsdeskError as error:
-                raise click.ClickException(f"{file}: {error}") from error
-    output = results[0] if len(results) == 1 else results
-    click.echo(json.dumps(output, indent=2, ensure_ascii=False))
+    One file: its result as a JSON object. Several: one JSON line per file, in order, with a progress
+    bar on stderr. A file the service rejects is reported on stderr and makes the exit status 1.
+    """
+    from newsdesk.client import ArticleInput, NewsdeskClient, NewsdeskError  # noqa: PLC0415
+
+    articles: list[ArticleInput] = []
+    for file in files:
+        article: ArticleInput = {"text": file.read_text(encoding="utf-8", errors="replace")}
+        if title:
+            article["title"] = title
+        articles.append(article)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    with (
+        NewsdeskClient(url, api_key=api_key, timeout=30) as client,
+        click.progressbar(
+            length=len(files), label="articles", file=sys.stderr, hidden=len(files) == 1
+        ) as progress,
+    ):
+        try:
+            results = client.submit_many(
+                articles,
+                batch_size=max(1, batch_size),
+                concurrency=concurrency,
+                wait=wait,
+                timeout=timeout,
+                on_result=lambda _index, _entry: progress.update(1),
+            )
+        except (NewsdeskError, TimeoutError) as error:
+            raise click.ClickException(str(error)) from error
+    failures = 0
+    for file, entry in zip(files, results, strict=True):
+        if isinstance(entry, NewsdeskError):
+            failures += 1
+            click.echo(f"{file}: {json.dumps(entry.problem, ensure_ascii=False)}", err=True)
+            continue
+        output = dict(entry.raw) if wait else {"id": entry.id, "status": entry.status}
+        if out is not None:
+            (out / f"{file.stem}.json").write_text(json.dumps(output, indent=2, ensure_ascii=False) + "\n")
+        elif len(files) == 1:
+            click.echo(json.dumps(output, indent=2, ensure_ascii=False))
+        else:
+            click.echo(json.dumps({"file": str(file), **output}, ensure_ascii=False))
+    if out is not None:
+        click.echo(f"{len(files) - failures} results written to {out}", err=True)
+    if failures:
+        sys.exit(1)
 
 
 @main.command("eval")

@@ -88,8 +88,8 @@ REQUEST_DURATION = HistogramSpec(
 )
 SUBMISSIONS = CounterSpec(
     "newsdesk_submissions",
-    "POST /v1/articles by outcome: accepted (stored and queued), replayed (a known Idempotency-Key), "
-    "rejected (4xx), unavailable (5xx)",
+    "Articles submitted (POST /v1/articles, and each article of POST /v1/batches) by outcome: accepted "
+    "(stored and queued), replayed (a known Idempotency-Key), rejected (4xx), unavailable (5xx)",
     ("outcome",),
 )
 ANALYSIS_DURATION = HistogramSpec(

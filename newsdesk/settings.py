@@ -59,6 +59,22 @@ class Settings:
     rate_limit_storage: str = field(default="", metadata={"env": "NEWSDESK_RATE_LIMIT_STORAGE"})
     # Submissions are refused (503, Retry-After) while this many articles are unfinished.
     max_backlog: int = field(default=10_000, metadata={"env": "NEWSDESK_MAX_BACKLOG"})
+    # Results for other services (batches, long-polling, retention, the result stream, webhooks).
+    max_batch: int = field(default=100, metadata={"env": "NEWSDESK_MAX_BATCH"})
+    max_wait: int = field(default=60, metadata={"env": "NEWSDESK_MAX_WAIT"})
+    # A finished article (its results, its batch) is deleted this many seconds after it finished.
+    result_ttl: int = field(default=604_800, metadata={"env": "NEWSDESK_RESULT_TTL"})
+    # Completed results go to the stream {prefix}:results, trimmed to about this many entries.
+    results_stream_maxlen: int = field(default=100_000, metadata={"env": "NEWSDESK_RESULTS_STREAM_MAXLEN"})
+    webhook_secret: str = field(default="", metadata={"env": "NEWSDESK_WEBHOOK_SECRET"})
+    # Callbacks to private, loopback or link-local addresses are refused unless this is on.
+    webhook_allow_private: bool = field(default=False, metadata={"env": "NEWSDESK_WEBHOOK_ALLOW_PRIVATE"})
+    webhook_max_attempts: int = field(default=8, metadata={"env": "NEWSDESK_WEBHOOK_MAX_ATTEMPTS"})
+    # Retry n waits webhook_backoff * 2**(n-1) seconds, at most webhook_backoff_max (and at most half the
+    # visibility timeout: a retry waits in a worker, and would be redelivered elsewhere past it).
+    webhook_backoff: float = field(default=2.0, metadata={"env": "NEWSDESK_WEBHOOK_BACKOFF"})
+    webhook_backoff_max: float = field(default=300.0, metadata={"env": "NEWSDESK_WEBHOOK_BACKOFF_MAX"})
+    webhook_timeout: float = field(default=10.0, metadata={"env": "NEWSDESK_WEBHOOK_TIMEOUT"})
     log_level: str = field(default="INFO", metadata={"env": "NEWSDESK_LOG_LEVEL"})
     log_format: str = field(default="keyvalue", metadata={"env": "NEWSDESK_LOG_FORMAT"})
 
@@ -78,6 +94,10 @@ class Settings:
         self.api_key_hashes()  # fails early on a malformed entry
         if self.stance_scorer not in {"model", "lexicon"}:
             raise ValueError("NEWSDESK_STANCE_SCORER must be 'model' or 'lexicon'")
+        if self.max_batch < 1 or self.max_wait < 0 or self.result_ttl < 1:
+            raise ValueError(
+                "NEWSDESK_MAX_BATCH and NEWSDESK_RESULT_TTL must be positive, NEWSDESK_MAX_WAIT not negative"
+            )
 
     @property
     def rate_limited(self) -> bool:
@@ -111,6 +131,10 @@ class Settings:
 def _convert(kind: Any, raw: str, name: str) -> Any:
     text = str(kind)
     try:
+        if text.startswith("bool"):
+            if raw.strip().lower() not in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+                raise ValueError(raw)
+            return raw.strip().lower() in {"1", "true", "yes", "on"}
         if text.startswith("int"):
             return int(raw)
         if text.startswith("float"):

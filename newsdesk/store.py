@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import redis
@@ -27,6 +27,8 @@ ANALYSES = ("summary", "stance", "duplicates")
 ArticleStatus = Literal["queued", "running", "done", "failed"]
 AnalysisStatus = Literal["queued", "running", "done", "failed"]
 _METADATA_FIELDS = ("title", "url", "source", "published_at")
+STANCE_TARGETS = ("us", "russia", "un")
+TERMINAL = frozenset({"done", "failed"})
 
 
 class IdempotencyConflict(Exception):
@@ -46,6 +48,7 @@ class NewArticle:
     published_at: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     owner: str = ""  # the API key's name; "" when the API runs without keys
+    callback_url: str | None = None  # a webhook called with the results once the article is finished
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,10 @@ class Article:
     finished_at: str | None
     analyses: dict[str, AnalysisState]
     owner: str = ""
+    expires_at: str | None = None  # set when it finishes: NEWSDESK_RESULT_TTL later it is deleted
+    batch: str | None = None
+    callback_url: str | None = None
+    webhook: str | None = None  # the callback's state: due, queued, delivered, failed, refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +94,69 @@ class Seed:
 class Submission:
     article_id: str
     created: bool  # False when an Idempotency-Key matched an earlier submission
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A batch item refused at submission: its index and a problem-style reason."""
+
+    index: int
+    problem: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSubmission:
+    batch_id: str
+    created: bool  # False when an Idempotency-Key matched an earlier batch
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItem:
+    index: int
+    article_id: str | None  # None for a rejected item
+    status: str  # an article status; "rejected"; or "gone" (deleted, or expired)
+    problem: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    id: str
+    owner: str
+    created_at: str
+    total: int
+    accepted: int
+    article_ids: list[str]  # the accepted items' articles, in item order
+
+
+@dataclass(frozen=True, slots=True)
+class ArticleSummary:
+    """A listing entry: enough to filter on and to decide which articles to fetch."""
+
+    id: str
+    status: str
+    created_at: str
+    finished_at: str | None
+    expires_at: str | None
+    title: str | None
+    source: str | None
+    batch: str | None
+    is_duplicate: bool | None  # None until the duplicate check has finished
+    stance: dict[str, str]  # target -> label, once the stance analysis has finished
+
+
+@dataclass(frozen=True, slots=True)
+class ListFilters:
+    status: str | None = None
+    is_duplicate: bool | None = None
+    stance: Mapping[str, str] = field(default_factory=dict)  # target -> label
+    since_ms: int | None = None  # created at or after
+    until_ms: int | None = None  # created before
+
+
+@dataclass(frozen=True, slots=True)
+class ListPage:
+    items: list[ArticleSummary]
+    next_cursor: tuple[int, str] | None  # (index score, article id) of the last entry examined
 
 
 def connect(settings: Settings) -> redis.Redis:
@@ -110,22 +180,80 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _iso(milliseconds: int) -> str:
+    moment = datetime.fromtimestamp(milliseconds / 1000, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def content_digest(payload: Mapping[str, Any]) -> str:
     """A stable digest of a request body, to tell a retry from a different request."""
     return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
-# Creates the article, its listing entry and its place among the unfinished articles, or returns the
-# article an Idempotency-Key already names. KEYS: article, articles, pending[, idempotency key].
+# Creates the article, its listing entries and its place among the unfinished articles, or returns the
+# article an Idempotency-Key already names (while that article still exists: one deleted or expired
+# frees its key). KEYS: article, articles, pending, owner's articles, owners, sequence[, idempotency key].
+# ARGV: id, now (ms), digest, idempotency TTL, article key prefix, owner, fields...
 _CREATE = """
-if #KEYS == 4 then
-  local existing = redis.call('GET', KEYS[4])
-  if existing then return {0, existing} end
+if #KEYS == 7 then
+  local existing = redis.call('GET', KEYS[7])
+  if existing then
+    local id = string.match(existing, '^([^|]*)')
+    if redis.call('EXISTS', ARGV[5] .. id) == 1 then return {0, existing} end
+  end
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('HSET', KEYS[1], unpack(ARGV, 7))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
-if #KEYS == 4 then redis.call('SET', KEYS[4], ARGV[1] .. '|' .. ARGV[3], 'EX', ARGV[4]) end
+local seq = redis.call('INCR', KEYS[6]) % 1000
+redis.call('ZADD', KEYS[4], tonumber(ARGV[2]) * 1000 + seq, ARGV[1])
+redis.call('SADD', KEYS[5], ARGV[6])
+if #KEYS == 7 then
+  redis.call('SET', KEYS[7], ARGV[1] .. '|' .. ARGV[3], 'EX', ARGV[4])
+  redis.call('HSET', KEYS[1], 'idempotency_key', KEYS[7])
+end
+return {1, ARGV[1] .. '|' .. ARGV[3]}
+"""
+
+# A batch in one step: its record, its items in order (an article id, or '!' and the rejection), and
+# every accepted article with its listing entries, so a batch is never stored half-way.
+# KEYS: batch, batch items, articles, pending, owner's articles, owners, sequence[, idempotency key].
+# ARGV: batch id, now (ms), digest, idempotency TTL, batch key prefix, owner, result TTL,
+# article key prefix, number of batch fields, batch fields..., then per item either
+# 'a', article id, number of fields, fields... or 'r', rejection JSON.
+_CREATE_BATCH = """
+if #KEYS == 8 then
+  local existing = redis.call('GET', KEYS[8])
+  if existing then
+    local id = string.match(existing, '^([^|]*)')
+    if redis.call('EXISTS', ARGV[5] .. id) == 1 then return {0, existing} end
+  end
+end
+local fields = tonumber(ARGV[9])
+redis.call('HSET', KEYS[1], unpack(ARGV, 10, 9 + fields))
+local i = 10 + fields
+while i <= #ARGV do
+  if ARGV[i] == 'a' then
+    local id, count = ARGV[i + 1], tonumber(ARGV[i + 2])
+    redis.call('HSET', ARGV[8] .. id, unpack(ARGV, i + 3, i + 2 + count))
+    redis.call('ZADD', KEYS[3], ARGV[2], id)
+    redis.call('ZADD', KEYS[4], ARGV[2], id)
+    local seq = redis.call('INCR', KEYS[7]) % 1000
+    redis.call('ZADD', KEYS[5], tonumber(ARGV[2]) * 1000 + seq, id)
+    redis.call('RPUSH', KEYS[2], id)
+    i = i + 3 + count
+  else
+    redis.call('RPUSH', KEYS[2], '!' .. ARGV[i + 1])
+    i = i + 2
+  end
+end
+redis.call('SADD', KEYS[6], ARGV[6])
+redis.call('EXPIRE', KEYS[1], ARGV[7])
+redis.call('EXPIRE', KEYS[2], ARGV[7])
+if #KEYS == 8 then
+  redis.call('SET', KEYS[8], ARGV[1] .. '|' .. ARGV[3], 'EX', ARGV[4])
+  redis.call('HSET', KEYS[1], 'idempotency_key', KEYS[8])
+end
 return {1, ARGV[1] .. '|' .. ARGV[3]}
 """
 
@@ -149,16 +277,25 @@ return {previous, attempts}
 """
 
 # Stores one analysis's outcome (overwriting any earlier one, so a redelivered task never appends) and
-# derives the article's status from all of them in the same step. KEYS: article, pending.
-# ARGV: id, analysis, status, result, version, error, now (ISO), now (ms), every analysis name...
+# derives the article's status from all of them in the same step. The first time the article becomes
+# done or failed, the same step starts its retention clock, adds it to the result stream, tells
+# long-polls (pub/sub), counts it in its batch and marks its webhook due: each happens exactly once
+# per article, however often its analyses are redelivered. KEYS: article, pending, result stream.
+# ARGV: id, analysis, status, result, version, error, now (ISO), now (ms), the analysis's public block
+# (JSON), result TTL, expires at (ISO), stream length, key prefix, number of facet fields,
+# facet fields..., every analysis name...
 _FINISH = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-local name, now = ARGV[2], ARGV[7]
+local id, name, now, prefix = ARGV[1], ARGV[2], ARGV[7], ARGV[13]
+local was = redis.call('HGET', KEYS[1], 'status')
 redis.call('HSET', KEYS[1], name .. ':status', ARGV[3], name .. ':result', ARGV[4],
            name .. ':version', ARGV[5], name .. ':error', ARGV[6], name .. ':finished_at', now,
-           'updated_at', now)
+           name .. ':block', ARGV[9], 'updated_at', now)
+local facets = tonumber(ARGV[14])
+if facets > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, 15, 14 + 2 * facets)) end
+local first = 15 + 2 * facets
 local terminal, failed, started = true, false, false
-for i = 9, #ARGV do
+for i = first, #ARGV do
   local status = redis.call('HGET', KEYS[1], ARGV[i] .. ':status')
   if status == 'failed' then failed = true end
   if status ~= 'done' and status ~= 'failed' then terminal = false end
@@ -174,25 +311,115 @@ else
   redis.call('ZADD', KEYS[2], 'XX', ARGV[8], ARGV[1])
 end
 redis.call('HSET', KEYS[1], 'status', overall)
+if terminal and was ~= 'done' and was ~= 'failed' then
+  redis.call('HSET', KEYS[1], 'expires_at', ARGV[11])
+  redis.call('EXPIRE', KEYS[1], ARGV[10])
+  local meta = redis.call('HMGET', KEYS[1], 'owner', 'batch', 'callback_url', 'created_at')
+  local batch = meta[2] or ''
+  if tonumber(ARGV[12]) > 0 then
+    local entry = {'id', id, 'status', overall, 'owner', meta[1] or '', 'batch', batch,
+                   'created_at', meta[4] or '', 'finished_at', now, 'expires_at', ARGV[11]}
+    for i = first, #ARGV do
+      table.insert(entry, ARGV[i])
+      table.insert(entry, redis.call('HGET', KEYS[1], ARGV[i] .. ':block') or '{}')
+    end
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[12], '*', unpack(entry))
+  end
+  redis.call('PUBLISH', prefix .. ':finished:' .. id, overall)
+  if meta[3] and meta[3] ~= '' then redis.call('HSET', KEYS[1], 'webhook', 'due') end
+  if batch ~= '' then
+    local key = prefix .. ':batch:' .. batch
+    if redis.call('EXISTS', key) == 1 then
+      local finished = redis.call('HINCRBY', key, 'finished', 1)
+      redis.call('EXPIRE', key, ARGV[10])
+      redis.call('EXPIRE', key .. ':items', ARGV[10])
+      if finished >= tonumber(redis.call('HGET', key, 'accepted')) then
+        redis.call('PUBLISH', prefix .. ':batch-finished:' .. batch, 'finished')
+      end
+    end
+  end
+end
 return overall
+"""
+
+# Deletes an article of this owner with its listing entries and its Idempotency-Key; an unfinished
+# article of a batch counts as finished there, so the batch's long-polls are not left waiting.
+# KEYS: article, articles, pending, owner's articles. ARGV: id, owner, key prefix. Returns 1 or 0.
+_DELETE = """
+local row = redis.call('HMGET', KEYS[1], 'owner', 'status', 'idempotency_key', 'batch')
+if not row[1] or row[1] ~= ARGV[2] then return 0 end
+if row[3] then
+  local named = redis.call('GET', row[3])
+  if named and string.match(named, '^([^|]*)') == ARGV[1] then redis.call('DEL', row[3]) end
+end
+if row[4] and row[4] ~= '' and row[2] ~= 'done' and row[2] ~= 'failed' then
+  local key = ARGV[3] .. ':batch:' .. row[4]
+  if redis.call('EXISTS', key) == 1 then
+    local finished = redis.call('HINCRBY', key, 'finished', 1)
+    if finished >= tonumber(redis.call('HGET', key, 'accepted')) then
+      redis.call('PUBLISH', ARGV[3] .. ':batch-finished:' .. row[4], 'finished')
+    end
+  end
+end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+return 1
+"""
+
+# The webhook of a finished article moves from one state to the next only from the expected one, so
+# two workers never both claim it. KEYS: article. ARGV: expected state, new state. Returns 1 or 0.
+_WEBHOOK_STATE = """
+if redis.call('HGET', KEYS[1], 'webhook') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'webhook', ARGV[2])
+return 1
+"""
+
+# A delivery's outcome, written only to an article that still exists (a plain HSET on a deleted one
+# would leave a stub hash without expiry). KEYS: article. ARGV: state, attempts, error.
+_RECORD_WEBHOOK = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'webhook', ARGV[1], 'webhook:attempts', ARGV[2], 'webhook:error', ARGV[3])
+return 1
 """
 
 
 class Store:
     """Articles, idempotency keys and seeds in one Redis database, under one key prefix."""
 
-    def __init__(self, client: redis.Redis, prefix: str = "newsdesk", idempotency_ttl: int = 86_400) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str = "newsdesk",
+        idempotency_ttl: int = 86_400,
+        *,
+        result_ttl: int = Settings.result_ttl,
+        stream_maxlen: int = Settings.results_stream_maxlen,
+    ) -> None:
         self.redis = client
         self.prefix = prefix
         self.idempotency_ttl = idempotency_ttl
+        self.result_ttl = result_ttl
+        self.stream_maxlen = stream_maxlen
         self._create = client.register_script(_CREATE)
+        self._create_batch = client.register_script(_CREATE_BATCH)
         self._start = client.register_script(_START)
         self._finish = client.register_script(_FINISH)
         self.metrics = MetricsRecorder(client, prefix)
+        self._delete = client.register_script(_DELETE)
+        self._webhook_state = client.register_script(_WEBHOOK_STATE)
+        self._record_webhook = client.register_script(_RECORD_WEBHOOK)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
-        return cls(connect(settings), settings.key_prefix, settings.idempotency_ttl)
+        return cls(
+            connect(settings),
+            settings.key_prefix,
+            settings.idempotency_ttl,
+            result_ttl=settings.result_ttl,
+            stream_maxlen=settings.results_stream_maxlen,
+        )
 
     # keys
     def _article_key(self, article_id: str) -> str:
@@ -213,6 +440,45 @@ class Store:
     def _seeds_key(self) -> str:
         return f"{self.prefix}:seeds"
 
+    def _owner_articles_key(self, owner: str) -> str:
+        return f"{self.prefix}:owner:{owner}:articles"
+
+    @property
+    def _owners_key(self) -> str:
+        return f"{self.prefix}:owners"
+
+    @property
+    def _sequence_key(self) -> str:
+        return f"{self.prefix}:sequence"
+
+    def _batch_key(self, batch_id: str) -> str:
+        return f"{self.prefix}:batch:{batch_id}"
+
+    @property
+    def results_stream(self) -> str:
+        """The stream of finished articles (one entry each), for other services' consumer groups."""
+        return f"{self.prefix}:results"
+
+    def finished_channel(self, article_id: str) -> str:
+        return f"{self.prefix}:finished:{article_id}"
+
+    def batch_finished_channel(self, batch_id: str) -> str:
+        return f"{self.prefix}:batch-finished:{batch_id}"
+
+    def _idempotency_key(self, kind: str, owner: str, key: str) -> str:
+        # Scoped to the owner: two clients may pick the same key without meeting.
+        scoped = hashlib.sha256(f"{owner}\n{key}".encode()).hexdigest()
+        return f"{self.prefix}:idempotency:{kind}{scoped}"
+
+    def _creation_keys(self, owner: str) -> list[str]:
+        return [
+            self._articles_key,
+            self._pending_key,
+            self._owner_articles_key(owner),
+            self._owners_key,
+            self._sequence_key,
+        ]
+
     @property
     def _sketches_key(self) -> str:
         return f"{self.prefix}:seeds:sketch"
@@ -230,36 +496,280 @@ class Store:
         Raises IdempotencyConflict when the key was used for a request with a different digest.
         """
         article_id = uuid.uuid4().hex
-        now = now_iso()
-        values: dict[str, str] = {
-            "id": article_id,
-            "status": "queued",
-            "text": article.text,
-            "options": json.dumps(dict(article.options)),
-            "owner": article.owner,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for name in _METADATA_FIELDS:
-            value = getattr(article, name)
-            if value is not None:
-                values[f"meta:{name}"] = value
-        for name in ANALYSES:
-            values[f"{name}:status"] = "queued"
-            values[f"{name}:attempts"] = "0"
-        keys = [self._article_key(article_id), self._articles_key, self._pending_key]
+        now_ms = _now_ms()  # the listing's time and created_at agree to the millisecond
+        keys = [self._article_key(article_id), *self._creation_keys(article.owner)]
         if idempotency_key is not None:
-            # Scoped to the owner: two clients may pick the same key without meeting.
-            scoped = hashlib.sha256(f"{article.owner}\n{idempotency_key}".encode()).hexdigest()
-            keys.append(f"{self.prefix}:idempotency:{scoped}")
-        flat = [item for pair in values.items() for item in pair]
+            keys.append(self._idempotency_key("", article.owner, idempotency_key))
         created, stored = self._create(
-            keys=keys, args=[article_id, _now_ms(), digest, self.idempotency_ttl, *flat]
+            keys=keys,
+            args=[
+                article_id,
+                now_ms,
+                digest,
+                self.idempotency_ttl,
+                self._article_key(""),
+                article.owner,
+                *_article_fields(article_id, article, _iso(now_ms)),
+            ],
         )
         existing_id, _, existing_digest = stored.decode().partition("|")
         if not created and existing_digest != digest:
             raise IdempotencyConflict(existing_id)
         return Submission(existing_id, bool(created))
+
+    def create_batch(
+        self,
+        owner: str,
+        items: Sequence[NewArticle | Rejected],
+        *,
+        idempotency_key: str | None = None,
+        digest: str = "",
+    ) -> BatchSubmission:
+        """Store a batch and all its accepted articles in one step; rejected items keep their reasons.
+
+        An Idempotency-Key seen before returns its batch; with another digest, IdempotencyConflict.
+        """
+        batch_id = uuid.uuid4().hex
+        now_ms = _now_ms()
+        now = _iso(now_ms)
+        accepted = sum(isinstance(item, NewArticle) for item in items)
+        record = {
+            "id": batch_id,
+            "owner": owner,
+            "created_at": now,
+            "total": len(items),
+            "accepted": accepted,
+        }
+        args: list[EncodableT] = [
+            batch_id,
+            now_ms,
+            digest,
+            self.idempotency_ttl,
+            self._batch_key(""),
+            owner,
+            self.result_ttl,
+            self._article_key(""),
+            2 * len(record),
+            *(str(value) for pair in record.items() for value in pair),
+        ]
+        for item in items:
+            if isinstance(item, Rejected):
+                args += ["r", json.dumps({"index": item.index, **item.problem})]
+            else:
+                fields = _article_fields(uuid.uuid4().hex, item, now, batch=batch_id)
+                args += ["a", fields[1], len(fields), *fields]
+        keys = [
+            self._batch_key(batch_id),
+            self._batch_key(batch_id) + ":items",
+            *self._creation_keys(owner),
+        ]
+        if idempotency_key is not None:
+            keys.append(self._idempotency_key("batch:", owner, idempotency_key))
+        created, stored = self._create_batch(keys=keys, args=args)
+        existing_id, _, existing_digest = stored.decode().partition("|")
+        if not created and existing_digest != digest:
+            raise IdempotencyConflict(existing_id)
+        return BatchSubmission(existing_id, bool(created))
+
+    def get_batch(self, batch_id: str) -> Batch | None:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hgetall(self._batch_key(batch_id))
+        pipe.lrange(self._batch_key(batch_id) + ":items", 0, -1)
+        raw, entries = pipe.execute()
+        if not raw:
+            return None
+        values = {_text(key): _text(value) for key, value in raw.items()}
+        return Batch(
+            id=values["id"],
+            owner=values.get("owner", ""),
+            created_at=values["created_at"],
+            total=int(values["total"]),
+            accepted=int(values["accepted"]),
+            article_ids=[e for e in map(_text, entries) if not e.startswith("!")],
+        )
+
+    def batch_items(self, batch_id: str, start: int, count: int) -> list[BatchItem]:
+        """Items start..start+count-1 of a batch with each article's current status."""
+        entries = [
+            _text(e)
+            for e in self.redis.lrange(self._batch_key(batch_id) + ":items", start, start + count - 1)
+        ]
+        ids = [entry for entry in entries if not entry.startswith("!")]
+        statuses = dict(zip(ids, self.article_statuses(ids), strict=True))
+        items: list[BatchItem] = []
+        for index, entry in enumerate(entries, start):
+            if entry.startswith("!"):
+                problem = json.loads(entry[1:])
+                problem.pop("index", None)
+                items.append(BatchItem(index, None, "rejected", problem))
+            else:
+                items.append(BatchItem(index, entry, statuses[entry] or "gone"))
+        return items
+
+    def article_statuses(self, article_ids: Sequence[str]) -> list[str | None]:
+        """Each article's status, None for one that no longer exists."""
+        pipe = self.redis.pipeline(transaction=False)
+        for article_id in article_ids:
+            pipe.hget(self._article_key(article_id), "status")
+        return [_text(status) if status is not None else None for status in pipe.execute()]
+
+    def delete_article(self, article_id: str, owner: str) -> bool:
+        """Delete an article of `owner` with its results; False when there is none."""
+        deleted = self._delete(
+            keys=[
+                self._article_key(article_id),
+                self._articles_key,
+                self._pending_key,
+                self._owner_articles_key(owner),
+            ],
+            args=[article_id, owner, self.prefix],
+        )
+        return bool(deleted)
+
+    def list_articles(
+        self,
+        owner: str,
+        filters: ListFilters,
+        *,
+        limit: int = 50,
+        after: tuple[int, str] | None = None,
+        scan: int = 1000,
+    ) -> ListPage:
+        """An owner's articles, newest first, that pass the filters.
+
+        At most `scan` index entries are examined per call, so a page may hold fewer than `limit` items
+        and still have a next cursor. Entries whose article has expired are dropped from the index here.
+        """
+        index = self._owner_articles_key(owner)
+        high: str | float = f"({filters.until_ms * 1000}" if filters.until_ms is not None else "+inf"
+        low: str | float = filters.since_ms * 1000 if filters.since_ms is not None else "-inf"
+        if after is not None:
+            high = after[0]
+        items: list[ArticleSummary] = []
+        examined = 0
+        last = after
+        exhausted = False
+        chunk = min(max(limit * 2, 50), scan)
+        while len(items) < limit and examined < scan and not exhausted:
+            fetched: list[tuple[bytes, float]] = self.redis.zrevrangebyscore(  # type: ignore[assignment]
+                index, high, low, start=0, num=chunk, withscores=True
+            )
+            exhausted = len(fetched) < chunk
+            rows: list[tuple[str, int]] = [(_text(member), int(score)) for member, score in fetched]
+            if last is not None:  # the cursor's score may be shared (same ms): skip what came before it
+                cursor = last
+                rows = [(m, sc) for m, sc in rows if sc < cursor[0] or (sc == cursor[0] and m < cursor[1])]
+            summaries = self._summaries([member for member, _ in rows])
+            gone = [member for (member, _), summary in zip(rows, summaries, strict=True) if summary is None]
+            if gone:
+                self.redis.zrem(index, *gone)
+            for position, ((member, score), summary) in enumerate(zip(rows, summaries, strict=True)):
+                examined += 1
+                last = (score, member)
+                if summary is not None and _passes(summary, filters):
+                    items.append(summary)
+                if len(items) == limit or examined >= scan:
+                    exhausted = exhausted and position == len(rows) - 1
+                    break
+            if last is not None:
+                high = last[0]
+        return ListPage(items, None if exhausted else last)
+
+    def _summaries(self, article_ids: Sequence[str]) -> list[ArticleSummary | None]:
+        columns = (
+            "id",
+            "status",
+            "created_at",
+            "finished_at",
+            "expires_at",
+            "meta:title",
+            "meta:source",
+            "batch",
+            "facet:is_duplicate",
+            *(f"facet:stance.{t}" for t in STANCE_TARGETS),
+        )
+        pipe = self.redis.pipeline(transaction=False)
+        for article_id in article_ids:
+            pipe.hmget(self._article_key(article_id), columns)
+        summaries: list[ArticleSummary | None] = []
+        for row in pipe.execute():
+            values = [_text(value) if value is not None else None for value in row]
+            if values[0] is None:
+                summaries.append(None)
+                continue
+            duplicate = values[8]
+            summaries.append(
+                ArticleSummary(
+                    id=values[0],
+                    status=values[1] or "queued",
+                    created_at=values[2] or "",
+                    finished_at=values[3],
+                    expires_at=values[4],
+                    title=values[5],
+                    source=values[6],
+                    batch=values[7] or None,
+                    is_duplicate=None if duplicate is None else duplicate == "true",
+                    stance={t: v for t, v in zip(STANCE_TARGETS, values[9:], strict=True) if v is not None},
+                )
+            )
+        return summaries
+
+    def prune_indexes(self, *, limit: int = 1000) -> int:
+        """Drop listing entries of articles that have expired (or were deleted); returns how many.
+
+        Only entries older than the result TTL can have expired (an article expires that long after it
+        finished), so only those are checked.
+        """
+        cutoff_ms = _now_ms() - self.result_ttl * 1000
+        removed = 0
+        owners = [_text(owner) for owner in self.redis.smembers(self._owners_key)]
+        for index, cutoff in [
+            (self._articles_key, cutoff_ms),
+            *((self._owner_articles_key(owner), cutoff_ms * 1000) for owner in owners),
+        ]:
+            members = [_text(m) for m in self.redis.zrangebyscore(index, "-inf", cutoff, 0, limit)]
+            if not members:
+                continue
+            pipe = self.redis.pipeline(transaction=False)
+            for member in members:
+                pipe.exists(self._article_key(member))
+            gone = [m for m, exists in zip(members, pipe.execute(), strict=True) if not exists]
+            if gone:
+                removed += int(self.redis.zrem(index, *gone))
+        return removed
+
+    def wait_for_message(self, channel: str, finished: Callable[[], bool], timeout: float) -> None:
+        """Return once `finished()` holds or a message arrives on `channel`, or after `timeout` seconds.
+
+        Subscribes before the first check, so a message published in between is not missed. Blocks on
+        the pub/sub socket: no polling loop.
+        """
+        if timeout <= 0 or finished():
+            return
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        try:
+            pubsub.subscribe(channel)
+            if finished():
+                return
+            deadline = time.monotonic() + timeout
+            while (remaining := deadline - time.monotonic()) > 0:
+                if pubsub.get_message(timeout=remaining) is not None:
+                    return
+        finally:
+            pubsub.close()
+
+    # webhooks
+    def webhook_state(self, article_id: str) -> str | None:
+        state = self.redis.hget(self._article_key(article_id), "webhook")
+        return _text(state) if state is not None else None
+
+    def move_webhook(self, article_id: str, expected: str, new: str) -> bool:
+        """Set the webhook's state to `new` if it is `expected`; False otherwise (or no article)."""
+        return bool(self._webhook_state(keys=[self._article_key(article_id)], args=[expected, new]))
+
+    def record_webhook(self, article_id: str, state: str, attempts: int, error: str = "") -> None:
+        """Record a delivery outcome on the article, unless it was deleted (or expired) meanwhile."""
+        self._record_webhook(keys=[self._article_key(article_id)], args=[state, attempts, error])
 
     def get_article(self, article_id: str) -> Article | None:
         raw = self.redis.hgetall(self._article_key(article_id))
@@ -277,6 +787,10 @@ class Store:
             finished_at=values.get("finished_at"),
             analyses={name: _analysis_state(values, name) for name in ANALYSES},
             owner=values.get("owner", ""),
+            expires_at=values.get("expires_at"),
+            batch=values.get("batch") or None,
+            callback_url=values.get("callback_url") or None,
+            webhook=values.get("webhook") or None,
         )
 
     def start_analysis(self, article_id: str, name: str, worker: str = "") -> tuple[str | None, int] | None:
@@ -300,9 +814,15 @@ class Store:
         error: str | None = None,
     ) -> ArticleStatus | None:
         """Store an analysis's result (or its failure) and return the article's new status."""
-        status = "failed" if error is not None else "done"
+        status: AnalysisStatus = "failed" if error is not None else "done"
+        now = now_iso()
+        block = analysis_block(
+            AnalysisState(status, dict(result) if result is not None else None, version, error, 0, None, now)
+        )
+        facets = _facets(name, result) if status == "done" and result is not None else {}
+        expires = datetime.now(UTC) + timedelta(seconds=self.result_ttl)
         outcome = self._finish(
-            keys=[self._article_key(article_id), self._pending_key],
+            keys=[self._article_key(article_id), self._pending_key, self.results_stream],
             args=[
                 article_id,
                 name,
@@ -310,8 +830,15 @@ class Store:
                 json.dumps(result) if result is not None else "",
                 version,
                 error or "",
-                now_iso(),
+                now,
                 _now_ms(),
+                json.dumps(block, ensure_ascii=False),
+                self.result_ttl,
+                expires.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                self.stream_maxlen,
+                self.prefix,
+                len(facets),
+                *(item for pair in facets.items() for item in pair),
                 *ANALYSES,
             ],
         )
@@ -445,6 +972,63 @@ class Store:
 def _text(value: Any) -> str:
     """A value read from Redis (bytes: the client does not decode, since sketches are binary) as text."""
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _article_fields(article_id: str, article: NewArticle, now: str, *, batch: str = "") -> list[str]:
+    """The hash fields of a new article, flattened (field, value, ...); the id is always second."""
+    values: dict[str, str] = {
+        "id": article_id,
+        "status": "queued",
+        "text": article.text,
+        "options": json.dumps(dict(article.options)),
+        "owner": article.owner,
+        "created_at": now,
+        "updated_at": now,
+    }
+    if batch:
+        values["batch"] = batch
+    if article.callback_url:
+        values["callback_url"] = article.callback_url
+    for name in _METADATA_FIELDS:
+        value = getattr(article, name)
+        if value is not None:
+            values[f"meta:{name}"] = value
+    for name in ANALYSES:
+        values[f"{name}:status"] = "queued"
+        values[f"{name}:attempts"] = "0"
+    return [item for pair in values.items() for item in pair]
+
+
+def _facets(name: str, result: Mapping[str, Any]) -> dict[str, str]:
+    """The few values of a result that listings filter on, stored beside it as plain fields."""
+    if name == "duplicates" and "is_duplicate" in result:
+        return {"facet:is_duplicate": "true" if result["is_duplicate"] else "false"}
+    if name == "stance":
+        targets = result.get("targets") or {}
+        return {f"facet:stance.{t}": str(v["label"]) for t, v in targets.items() if isinstance(v, Mapping)}
+    return {}
+
+
+def _passes(summary: ArticleSummary, filters: ListFilters) -> bool:
+    if filters.status is not None and summary.status != filters.status:
+        return False
+    if filters.is_duplicate is not None and summary.is_duplicate is not filters.is_duplicate:
+        return False
+    return all(summary.stance.get(target) == label for target, label in filters.stance.items())
+
+
+def analysis_block(state: AnalysisState) -> dict[str, Any]:
+    """The public shape of one analysis: its status, its result's fields, and what produced it."""
+    block: dict[str, Any] = {"status": state.status}
+    if state.status == "done" and state.result is not None:
+        block.update(state.result)
+    if state.version:
+        block["version"] = state.version
+    if state.status == "failed" and state.error:
+        block["error"] = state.error
+    if state.finished_at and state.status in {"done", "failed"}:
+        block["finished_at"] = state.finished_at
+    return block
 
 
 def _analysis_state(values: Mapping[str, str], name: str) -> AnalysisState:

@@ -21,7 +21,7 @@ from service.body import read_json_body
 from service.metrics import install_metrics
 from service.problems import Problem, ProblemApi
 from service.queue import ArticleQueue, CeleryQueue
-from service.views import articles, health, seeds
+from service.views import articles, batches, health, seeds
 from workers.celery_app import create_celery
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,7 @@ def create_app(
     )
     api = ProblemApi(app)
     api.register_blueprint(articles.blp)
+    api.register_blueprint(batches.blp)
     api.register_blueprint(seeds.blp)
     api.register_blueprint(health.blp)
 

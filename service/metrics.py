@@ -111,6 +111,10 @@ def _record_request(response: BaseResponse) -> BaseResponse:
     ]
     if endpoint == SUBMIT_ROUTE and method == "POST":
         updates.append(SUBMISSIONS.inc(_submission_outcome(response)))
+    # A batch counts each of its articles: the batch view leaves its per-outcome counts in g.
+    for outcome, amount in g.get("batch_outcomes", {}).items():
+        if amount:
+            updates.append(SUBMISSIONS.inc(outcome, amount=amount))
     recorder = services().store.metrics
     # Written once the response has gone out, so the client never waits on it.
     response.call_on_close(lambda: recorder.record(*updates))

@@ -77,6 +77,15 @@ class ArticleSubmissionSchema(StrictSchema):
         format="iso", default_timezone=None, metadata={"description": "ISO 8601 with a time zone"}
     )
     options = fields.Nested(OptionsSchema, load_default=dict)
+    callback_url = fields.Url(
+        validate=validate.Length(max=2_048),
+        schemes={"http", "https"},
+        require_tld=False,
+        metadata={
+            "description": "Called (POST, signed) with the results once the article is done or failed; "
+            "needs NEWSDESK_WEBHOOK_SECRET. Private and loopback addresses are refused unless allowed."
+        },
+    )
 
 
 class SubmissionAcceptedSchema(ma.Schema):
@@ -179,6 +188,16 @@ class DuplicatesBlockSchema(_AnalysisBlock):
     seeds_checked = fields.Integer()
 
 
+class CallbackSchema(ma.Schema):
+    url = fields.String(required=True)
+    status = fields.String(
+        required=True,
+        metadata={
+            "description": "waiting, due, queued, delivered, failed (retries used up) or refused (SSRF)"
+        },
+    )
+
+
 class ArticleSchema(ma.Schema):
     id = fields.String(required=True)
     status = fields.String(required=True, validate=validate.OneOf(["queued", "running", "done", "failed"]))
@@ -191,10 +210,140 @@ class ArticleSchema(ma.Schema):
     created_at = fields.String(required=True)
     updated_at = fields.String(required=True)
     finished_at = fields.String()
+    expires_at = fields.String(
+        metadata={"description": "When the article and its results are deleted (set once it finished)"}
+    )
+    batch = fields.String(metadata={"description": "The batch it was submitted in"})
+    callback = fields.Nested(CallbackSchema)
     summary = fields.Nested(SummaryBlockSchema, required=True)
     stance = fields.Nested(StanceBlockSchema, required=True)
     duplicates = fields.Nested(DuplicatesBlockSchema, required=True)
     links = fields.Dict(keys=fields.String(), values=fields.String())
+
+
+MAX_WAIT_SECONDS = Settings.max_wait  # the documented default; NEWSDESK_MAX_WAIT changes it
+
+
+class WaitQuerySchema(StrictSchema):
+    wait = fields.Integer(
+        load_default=0,
+        validate=validate.Range(min=0),
+        metadata={
+            "description": "Seconds to wait for the article (or batch) to finish before answering "
+            f"(long-poll); at most NEWSDESK_MAX_WAIT ({MAX_WAIT_SECONDS} by default)",
+            "maximum": MAX_WAIT_SECONDS,
+        },
+    )
+
+
+_LABELS = ["negative", "neutral", "positive", "not_mentioned"]
+
+
+def _stance_filter(target: str) -> fields.String:
+    return fields.String(
+        data_key=f"stance.{target}",
+        validate=validate.OneOf(_LABELS),
+        metadata={"description": f"Only articles whose stance toward {target} has this label"},
+    )
+
+
+class ArticleListQuerySchema(StrictSchema):
+    status = fields.String(validate=validate.OneOf(["queued", "running", "done", "failed"]))
+    duplicate = fields.Boolean(
+        metadata={"description": "true: only duplicates of a seed; false: only articles checked and not"}
+    )
+    stance_us = _stance_filter("us")
+    stance_russia = _stance_filter("russia")
+    stance_un = _stance_filter("un")
+    since = fields.AwareDateTime(
+        format="iso", default_timezone=None, metadata={"description": "Submitted at or after (ISO 8601)"}
+    )
+    until = fields.AwareDateTime(
+        format="iso", default_timezone=None, metadata={"description": "Submitted before (ISO 8601)"}
+    )
+    cursor = fields.String(
+        validate=validate.Length(max=200), metadata={"description": "`next` of the previous page"}
+    )
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+
+
+class ArticleListItemSchema(ma.Schema):
+    id = fields.String(required=True)
+    status = fields.String(required=True)
+    created_at = fields.String(required=True)
+    finished_at = fields.String(allow_none=True)
+    expires_at = fields.String(allow_none=True)
+    title = fields.String(allow_none=True)
+    source = fields.String(allow_none=True)
+    batch = fields.String(allow_none=True)
+    is_duplicate = fields.Boolean(allow_none=True, metadata={"description": "null until checked"})
+    stance = fields.Dict(
+        keys=fields.String(), values=fields.String(), metadata={"description": "target -> label"}
+    )
+    links = fields.Dict(keys=fields.String(), values=fields.String())
+
+
+class ArticlePageSchema(ma.Schema):
+    items = fields.List(fields.Nested(ArticleListItemSchema), required=True)
+    next = fields.String(
+        allow_none=True,
+        metadata={"description": "Cursor for the next page; null when no older article is left"},
+    )
+
+
+# Batches
+class BatchSubmissionSchema(StrictSchema):
+    articles = fields.List(
+        fields.Dict(),
+        required=True,
+        validate=validate.Length(min=1),
+        metadata={
+            "description": "Articles, each as the body of POST /v1/articles; at most NEWSDESK_MAX_BATCH "
+            f"({Settings.max_batch} by default). Each is checked on its own: a bad one is rejected with "
+            "its index and reason, the others go in."
+        },
+    )
+
+
+class BatchItemSchema(ma.Schema):
+    index = fields.Integer(required=True)
+    id = fields.String(metadata={"description": "The article, for an accepted item"})
+    status = fields.String(
+        required=True,
+        metadata={"description": "queued, running, done, failed; rejected; gone (deleted or expired)"},
+    )
+    problem = fields.Dict(metadata={"description": "Why a rejected item was refused (problem details)"})
+    links = fields.Dict(keys=fields.String(), values=fields.String())
+
+
+class BatchCountsSchema(ma.Schema):
+    queued = fields.Integer(required=True)
+    running = fields.Integer(required=True)
+    done = fields.Integer(required=True)
+    failed = fields.Integer(required=True)
+    gone = fields.Integer(required=True)
+
+
+class BatchSchema(ma.Schema):
+    id = fields.String(required=True)
+    status = fields.String(
+        required=True, metadata={"description": "running until every accepted article is finished"}
+    )
+    created_at = fields.String()
+    total = fields.Integer(required=True)
+    accepted = fields.Integer(required=True)
+    rejected = fields.Integer(required=True)
+    counts = fields.Nested(BatchCountsSchema)
+    items = fields.List(fields.Nested(BatchItemSchema), required=True)
+    next = fields.String(allow_none=True, metadata={"description": "Cursor for the next page of items"})
+    links = fields.Dict(keys=fields.String(), values=fields.String())
+
+
+class BatchQuerySchema(WaitQuerySchema):
+    cursor = fields.String(
+        validate=validate.Length(max=20), metadata={"description": "`next` of the previous page"}
+    )
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
 
 
 # Seeds

@@ -24,7 +24,10 @@ ROUTES: dict[str, str] = {
     "analysis.stance": "stance",
     "analysis.duplicates": "duplicates",
 }
-QUEUES: tuple[str, ...] = tuple(dict.fromkeys(ROUTES.values()))
+# Webhook deliveries have a queue of their own, so slow receivers never hold up analyses.
+WEBHOOK_TASK = "webhooks.deliver"
+WEBHOOK_QUEUE = "webhooks"
+QUEUES: tuple[str, ...] = (*dict.fromkeys(ROUTES.values()), WEBHOOK_QUEUE)
 
 
 def broker_key_prefix(settings: Settings) -> str:
@@ -73,7 +76,10 @@ def create_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         task_time_limit=settings.task_time_limit,
         task_soft_time_limit=max(1, int(settings.task_time_limit * 0.9)),
-        task_routes={name: {"queue": queue} for name, queue in ROUTES.items()},
+        task_routes={
+            **{name: {"queue": queue} for name, queue in ROUTES.items()},
+            WEBHOOK_TASK: {"queue": WEBHOOK_QUEUE},
+        },
         task_default_queue=QUEUES[0],
         task_serializer="json",
         accept_content=["json"],
@@ -131,3 +137,8 @@ def enqueue_analyses(app: Celery, article_id: str) -> None:
     with app.producer_or_acquire() as producer:
         for task_name in ROUTES:
             enqueue_analysis(app, task_name.removeprefix("analysis."), article_id, producer)
+
+
+def enqueue_webhook(app: Celery, article_id: str) -> None:
+    """Send the delivery of a finished article's webhook."""
+    app.send_task(WEBHOOK_TASK, args=[article_id])

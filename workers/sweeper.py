@@ -40,9 +40,17 @@ class SweepResult:
 
 
 class Sweeper:
-    def __init__(self, store: Store, enqueue: Enqueue, broker: BrokerView, settings: Settings) -> None:
+    def __init__(
+        self,
+        store: Store,
+        enqueue: Enqueue,
+        broker: BrokerView,
+        settings: Settings,
+        on_finished: Callable[[str], None] | None = None,
+    ) -> None:
         self.store = store
         self.enqueue = enqueue
+        self.on_finished = on_finished  # an article the sweeper finished (gave up on): its webhook is due
         self.broker = broker
         self.settings = settings
         self._lock_key = f"{store.prefix}:sweeper-lock"
@@ -73,8 +81,12 @@ class Sweeper:
                     continue
                 if state.attempts >= self.settings.max_attempts:
                     reason = give_up_reason(name, state.attempts)
-                    self.store.finish_analysis(article_id, name, result=None, version="", error=reason)
+                    status = self.store.finish_analysis(
+                        article_id, name, result=None, version="", error=reason
+                    )
                     given_up += 1
+                    if status in {"done", "failed"} and self.on_finished is not None:
+                        self.on_finished(article_id)
                 else:
                     self.enqueue(name, article_id)
                     requeued += 1

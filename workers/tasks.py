@@ -16,8 +16,15 @@ from celery.signals import setup_logging
 from newsdesk import logs
 from newsdesk.settings import Settings
 from newsdesk.store import Store
-from workers.celery_app import CeleryBrokerView, create_celery, enqueue_analysis
-from workers.pipeline import Analyzers, run_analysis
+from newsdesk.webhooks import backoff, deliver_article
+from workers.celery_app import (
+    WEBHOOK_TASK,
+    CeleryBrokerView,
+    create_celery,
+    enqueue_analysis,
+    enqueue_webhook,
+)
+from workers.pipeline import Analyzers, patiently, run_analysis
 from workers.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
@@ -61,6 +68,22 @@ def _analyse(task: Task, article_id: str, name: str) -> None:
             max_attempts=settings.max_attempts,
             store_patience=settings.task_time_limit / 2,
         )
+        patiently(lambda: _dispatch_webhook(article_id), within=settings.task_time_limit / 2)
+
+
+def _dispatch_webhook(article_id: str) -> None:
+    """Send the webhook delivery of an article that has just finished (its finish marked it due).
+
+    Every analysis task of the article checks after its run, and the one that moves the webhook from
+    due to queued sends it: one delivery task per article. If the send fails, the webhook is due
+    again, and the task fails so that the next check (a redelivered or later task) sends it.
+    """
+    if runtime.store.move_webhook(article_id, "due", "queued"):
+        try:
+            enqueue_webhook(app, article_id)
+        except Exception:
+            runtime.store.move_webhook(article_id, "queued", "due")
+            raise
 
 
 @app.task(name="analysis.summary", bind=True)
@@ -76,6 +99,18 @@ def stance_task(self: Task, article_id: str) -> None:
 @app.task(name="analysis.duplicates", bind=True)
 def duplicates_task(self: Task, article_id: str) -> None:
     _analyse(self, article_id, "duplicates")
+
+
+@app.task(name=WEBHOOK_TASK, bind=True, max_retries=None)
+def webhook_task(self: Task, article_id: str) -> None:
+    attempt = self.request.retries + 1
+    with logs.bound(task_id=self.request.id, article_id=article_id, webhook_attempt=attempt):
+        outcome = deliver_article(runtime.store, settings, article_id, attempt)
+        log.info("webhook", extra={"outcome": outcome.state, "detail": outcome.detail})
+        if outcome.retry:
+            # The retry waits in a worker until due: keep it well inside the visibility timeout.
+            cap = min(settings.webhook_backoff_max, settings.visibility_timeout / 2)
+            raise self.retry(countdown=backoff(attempt, settings.webhook_backoff, cap))
 
 
 @setup_logging.connect
@@ -102,6 +137,7 @@ class WorkerDuties(bootsteps.StartStopStep):  # type: ignore[misc]
             lambda analysis, article_id: enqueue_analysis(app, analysis, article_id),
             CeleryBrokerView(app, self.store.redis, settings),
             settings,
+            on_finished=_dispatch_webhook,
         )
 
     def start(self, consumer: Any) -> None:
@@ -128,7 +164,8 @@ class WorkerDuties(bootsteps.StartStopStep):  # type: ignore[misc]
 
     def _sweep(self) -> None:
         try:
-            self.sweeper.sweep_if_due()
+            if self.sweeper.sweep_if_due() is not None:
+                self.store.prune_indexes()  # listing entries of expired articles
         except redis.RedisError as error:
             log.warning("sweep failed", extra={"error": type(error).__name__})
 

@@ -1,21 +1,42 @@
-"""Articles: submit one for analysis, poll for its results."""
+"""Articles: submit one for analysis, poll (or long-poll) for its results, list them, delete one."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import re
 from typing import Any
 
+import marshmallow as ma
 from flask import g, request
 from flask.views import MethodView
 from kombu.exceptions import OperationalError
 
 from newsdesk import logs
-from newsdesk.store import AnalysisState, Article, IdempotencyConflict, NewArticle, content_digest
+from newsdesk.results import article_location, article_view
+from newsdesk.settings import Settings
+from newsdesk.store import (
+    TERMINAL,
+    Article,
+    ArticleSummary,
+    IdempotencyConflict,
+    ListFilters,
+    NewArticle,
+    content_digest,
+)
+from newsdesk.webhooks import check_callback_url
 from service.app_context import services
 from service.body import Blueprint, check_text_length
 from service.problems import Problem, redis_unavailable_problem
-from service.schemas import ArticleSchema, ArticleSubmissionSchema, SubmissionAcceptedSchema
+from service.schemas import (
+    ArticleListQuerySchema,
+    ArticlePageSchema,
+    ArticleSchema,
+    ArticleSubmissionSchema,
+    SubmissionAcceptedSchema,
+    WaitQuerySchema,
+)
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +48,7 @@ _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 POLL_AFTER_SECONDS = "1"
 
 
-def _idempotency_key() -> str | None:
+def idempotency_key() -> str | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
@@ -39,10 +60,6 @@ def _idempotency_key() -> str | None:
             "Use 1 to 255 visible ASCII characters.",
         )
     return key
-
-
-def _location(article_id: str) -> str:
-    return f"/v1/articles/{article_id}"
 
 
 @blp.route("")
@@ -73,26 +90,18 @@ class Articles(MethodView):
         """
         current = services()
         check_text_length(submission["text"], current.settings.max_text_chars)
-        key = _idempotency_key()
-        backlog = current.store.pending_count()
-        if backlog >= current.settings.max_backlog:
+        callback_problem = check_callback(submission, current.settings)
+        if callback_problem:
             raise Problem(
-                503,
-                "overloaded",
-                "Too many articles waiting",
-                f"{backlog} articles are waiting for analysis; nothing was stored. Retry later.",
-                headers={"Retry-After": "30"},
+                422,
+                "validation-error",
+                "The request body is not valid",
+                "See `errors` for each invalid field.",
+                errors=[callback_problem],
             )
-        published = submission.get("published_at")
-        article = NewArticle(
-            text=submission["text"],
-            title=submission.get("title"),
-            url=submission.get("url"),
-            source=submission.get("source"),
-            published_at=published.isoformat() if published else None,
-            options=submission.get("options") or {},
-            owner=g.owner,
-        )
+        key = idempotency_key()
+        check_backlog(1)
+        article = new_article(submission, g.owner)
         digest = content_digest(g.json_body) if key else ""
         try:
             submitted = current.store.create_article(article, idempotency_key=key, digest=digest)
@@ -113,7 +122,7 @@ class Articles(MethodView):
                     log.warning("enqueue failed", extra={"error": str(error)})
                     raise redis_unavailable_problem() from error
                 log.info("article accepted", extra={"chars": len(article.text)})
-        headers = {"Location": _location(submitted.article_id), "Retry-After": POLL_AFTER_SECONDS}
+        headers = {"Location": article_location(submitted.article_id), "Retry-After": POLL_AFTER_SECONDS}
         if not submitted.created:
             headers["Idempotent-Replayed"] = "true"
         # A new article is queued (reading it back would cost a round trip and its whole text); a replay
@@ -123,51 +132,172 @@ class Articles(MethodView):
         return {
             "id": submitted.article_id,
             "status": status,
-            "links": {"self": _location(submitted.article_id)},
+            "links": {"self": article_location(submitted.article_id)},
         }, headers
+
+    @blp.arguments(ArticleListQuerySchema, location="query", unknown=ma.RAISE, as_kwargs=True)
+    @blp.response(200, ArticlePageSchema)
+    @blp.problem(400, "A cursor that this service did not make")
+    @blp.problem(401, "API keys are configured and the request has no valid one")
+    def get(self, **query: Any) -> Any:
+        """Your recent articles, newest first, with filters and cursor pagination.
+
+        Filters: `status`, `duplicate`, `stance.us` / `stance.russia` / `stance.un` (a label), `since`
+        and `until` (submission time). Each call examines at most 1,000 articles, so a filtered page
+        may be short (even empty) and still have a `next` cursor; follow `next` until it is null.
+        """
+        filters = ListFilters(
+            status=query.get("status"),
+            is_duplicate=query.get("duplicate"),
+            stance={
+                target: query[f"stance_{target}"]
+                for target in ("us", "russia", "un")
+                if query.get(f"stance_{target}") is not None
+            },
+            since_ms=_milliseconds(query.get("since")),
+            until_ms=_milliseconds(query.get("until")),
+        )
+        after = _read_cursor(query["cursor"]) if query.get("cursor") else None
+        page = services().store.list_articles(g.owner, filters, limit=query["limit"], after=after)
+        return {
+            "items": [_summary_view(item) for item in page.items],
+            "next": _make_cursor(page.next_cursor) if page.next_cursor else None,
+        }
 
 
 @blp.route("/<string:article_id>")
 class ArticleResource(MethodView):
+    @blp.arguments(WaitQuerySchema, location="query", unknown=ma.RAISE, as_kwargs=True)
     @blp.response(200, ArticleSchema)
     @blp.problem(401, "API keys are configured and the request has no valid one")
     @blp.problem(404, "No such article")
-    def get(self, article_id: str) -> Any:
-        """The article's status and each analysis's result as soon as it is ready."""
-        article = services().store.get_article(article_id) if len(article_id) <= 64 else None
-        if article is None or article.owner != g.owner:  # another key's article does not exist for you
-            raise Problem(
-                404, "article-not-found", "Article not found", f"No article has the id {article_id!r}."
+    @blp.problem(422, "A `wait` out of bounds")
+    def get(self, article_id: str, wait: int) -> Any:
+        """The article's status and each analysis's result as soon as it is ready.
+
+        With `wait=N` (long-poll) the answer comes as soon as the article is done or failed, or after
+        N seconds with whatever is ready then.
+        """
+        current = services()
+        check_wait(wait, current.settings)
+        article = _owned_article(article_id)
+        if wait and article.status not in TERMINAL:
+            current.store.wait_for_message(
+                current.store.finished_channel(article_id),
+                lambda: current.store.article_statuses([article_id])[0] in {*TERMINAL, None},
+                wait,
             )
-        headers = {} if article.status in {"done", "failed"} else {"Retry-After": POLL_AFTER_SECONDS}
+            article = _owned_article(article_id)
+        headers = {} if article.status in TERMINAL else {"Retry-After": POLL_AFTER_SECONDS}
         return article_view(article), headers
 
+    @blp.response(204)
+    @blp.problem(401, "API keys are configured and the request has no valid one")
+    @blp.problem(404, "No such article")
+    def delete(self, article_id: str) -> Any:
+        """Delete the article and its results now (otherwise they expire NEWSDESK_RESULT_TTL after it
+        finished). Analyses still queued for it are skipped; a later GET is a 404."""
+        if len(article_id) > 64 or not services().store.delete_article(article_id, g.owner):
+            raise _not_found(article_id)
+        log.info("article deleted", extra={"article_id": article_id})
+        return ""
 
-def article_view(article: Article) -> dict[str, Any]:
-    """The public shape of a stored article and its results."""
-    view: dict[str, Any] = {"id": article.id, "status": article.status, **article.metadata}
-    view.update(
-        options=article.options,
-        text_length=len(article.text),
-        created_at=article.created_at,
-        updated_at=article.updated_at,
+
+def _not_found(article_id: str) -> Problem:
+    return Problem(404, "article-not-found", "Article not found", f"No article has the id {article_id!r}.")
+
+
+def _owned_article(article_id: str) -> Article:
+    article = services().store.get_article(article_id) if len(article_id) <= 64 else None
+    if article is None or article.owner != g.owner:  # another key's article does not exist for you
+        raise _not_found(article_id)
+    return article
+
+
+def check_wait(wait: int, settings: Settings) -> None:
+    if wait > settings.max_wait:
+        raise Problem(
+            422,
+            "validation-error",
+            "The request is not valid",
+            "See `errors` for each invalid field.",
+            errors=[{"field": "wait", "message": f"Must be at most {settings.max_wait} seconds."}],
+        )
+
+
+def check_backlog(adding: int) -> None:
+    """503 while the backlog is over its bound: backpressure before anything is stored."""
+    current = services()
+    backlog = current.store.pending_count()
+    if backlog + adding > current.settings.max_backlog:
+        raise Problem(
+            503,
+            "overloaded",
+            "Too many articles waiting",
+            f"{backlog} articles are waiting for analysis; nothing was stored. Retry later.",
+            headers={"Retry-After": "30"},
+        )
+
+
+def check_callback(submission: dict[str, Any], settings: Settings) -> dict[str, str] | None:
+    """A field error for a callback_url this service will not call, or None."""
+    url = submission.get("callback_url")
+    if url is None:
+        return None
+    if not settings.webhook_secret:
+        reason: str | None = "Webhooks are not configured on this service (NEWSDESK_WEBHOOK_SECRET)."
+    else:
+        reason = check_callback_url(url, allow_private=settings.webhook_allow_private)
+    return {"field": "callback_url", "message": reason} if reason else None
+
+
+def new_article(submission: dict[str, Any], owner: str) -> NewArticle:
+    published = submission.get("published_at")
+    return NewArticle(
+        text=submission["text"],
+        title=submission.get("title"),
+        url=submission.get("url"),
+        source=submission.get("source"),
+        published_at=published.isoformat() if published else None,
+        options=submission.get("options") or {},
+        owner=owner,
+        callback_url=submission.get("callback_url"),
     )
-    if article.finished_at:
-        view["finished_at"] = article.finished_at
-    for name, state in article.analyses.items():
-        view[name] = _analysis_block(state)
-    view["links"] = {"self": _location(article.id)}
-    return view
 
 
-def _analysis_block(state: AnalysisState) -> dict[str, Any]:
-    block: dict[str, Any] = {"status": state.status}
-    if state.status == "done" and state.result is not None:
-        block.update(state.result)
-    if state.version:
-        block["version"] = state.version
-    if state.status == "failed" and state.error:
-        block["error"] = state.error
-    if state.finished_at and state.status in {"done", "failed"}:
-        block["finished_at"] = state.finished_at
-    return block
+def _milliseconds(moment: Any) -> int | None:
+    return int(moment.timestamp() * 1000) if moment is not None else None
+
+
+def _make_cursor(position: tuple[int, str]) -> str:
+    return base64.urlsafe_b64encode(f"{position[0]}:{position[1]}".encode()).decode().rstrip("=")
+
+
+def _read_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        score, _, article_id = (
+            base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().partition(":")
+        )
+        if not re.fullmatch(r"[0-9a-f]{32}", article_id):
+            raise ValueError(article_id)
+        return int(score), article_id
+    except (ValueError, binascii.Error, UnicodeDecodeError) as error:
+        raise Problem(
+            400, "invalid-cursor", "Invalid cursor", "Pass the `next` value of a previous page unchanged."
+        ) from error
+
+
+def _summary_view(item: ArticleSummary) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "status": item.status,
+        "created_at": item.created_at,
+        "finished_at": item.finished_at,
+        "expires_at": item.expires_at,
+        "title": item.title,
+        "source": item.source,
+        "batch": item.batch,
+        "is_duplicate": item.is_duplicate,
+        "stance": item.stance,
+        "links": {"self": article_location(item.id)},
+    }

@@ -69,6 +69,18 @@ def test_submissions_are_counted_by_outcome(client: FlaskClient) -> None:
     assert value(families["newsdesk_articles_unfinished"], "newsdesk_articles_unfinished") == 2
 
 
+def test_each_article_of_a_batch_counts_as_a_submission(client: FlaskClient) -> None:
+    batch = {"articles": [{"text": TEXT}, {"text": ""}, {"text": TEXT + " Again."}]}
+    keyed = {"Idempotency-Key": "batch-once"}
+    assert client.post("/v1/batches", json=batch, headers=keyed).status_code == 202
+    assert client.post("/v1/batches", json=batch, headers=keyed).status_code == 202  # replayed
+
+    submissions = scrape(client)["newsdesk_submissions"]
+    assert value(submissions, "newsdesk_submissions_total", outcome="accepted") == 2
+    assert value(submissions, "newsdesk_submissions_total", outcome="replayed") == 2
+    assert value(submissions, "newsdesk_submissions_total", outcome="rejected") == 2
+
+
 def test_request_latency_histogram_by_route_template_method_and_status(client: FlaskClient) -> None:
     article_id = client.post("/v1/articles", json={"text": TEXT}).get_json()["id"]
     for _ in range(3):

@@ -1,0 +1,189 @@
+"""Webhooks: a signed POST of an article's results to the `callback_url` given with it.
+
+Signature: `X-Newsdesk-Signature: sha256=<hex>`, the HMAC-SHA256 of `<timestamp>.<body>` under
+NEWSDESK_WEBHOOK_SECRET, where `<timestamp>` is the `X-Newsdesk-Timestamp` header (Unix seconds); a
+receiver recomputes it and refuses old timestamps, so a captured request cannot be replayed later.
+Delivery is at-least-once: a receiver may see one delivery more than once (same `X-Newsdesk-Delivery`).
+
+SSRF guard: a callback may not reach private, loopback, link-local, multicast, reserved or otherwise
+non-global addresses unless NEWSDESK_WEBHOOK_ALLOW_PRIVATE is on. A literal address is refused at
+submission; a host name is resolved at delivery, every address it resolves to is checked, and the
+request goes to the checked address (so a second DNS answer cannot point it elsewhere).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from newsdesk.results import article_view
+from newsdesk.settings import Settings
+from newsdesk.store import Store
+
+SIGNATURE_HEADER = "X-Newsdesk-Signature"
+TIMESTAMP_HEADER = "X-Newsdesk-Timestamp"
+DELIVERY_HEADER = "X-Newsdesk-Delivery"
+ATTEMPT_HEADER = "X-Newsdesk-Attempt"
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class WebhookRefused(Exception):
+    """The callback URL may not be called (scheme, or an address the SSRF guard refuses)."""
+
+
+def blocked_reason(address: IPAddress) -> str | None:
+    """Why a callback may not go to this address, or None if it may (a public, global unicast address)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return blocked_reason(address.ipv4_mapped)
+    for reason, flag in (
+        ("loopback", address.is_loopback),
+        ("link-local", address.is_link_local),
+        ("multicast", address.is_multicast),
+        ("unspecified", address.is_unspecified),
+        ("reserved", address.is_reserved),
+        ("private", address.is_private),
+    ):
+        if flag:
+            return reason
+    if not address.is_global:  # shared (100.64/10), documentation, benchmarking ranges and the like
+        return "not globally routable"
+    return None
+
+
+def check_callback_url(url: str, *, allow_private: bool) -> str | None:
+    """At submission: why this URL is refused, or None. Host names are checked at delivery."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        return "Use an http or https URL with a host."
+    if allow_private:
+        return None
+    try:
+        address = ipaddress.ip_address(parts.hostname)
+    except ValueError:
+        if parts.hostname.lower() == "localhost" or parts.hostname.lower().endswith(".localhost"):
+            return "Callbacks to loopback addresses are not allowed."
+        return None
+    reason = blocked_reason(address)
+    return f"Callbacks to {reason} addresses are not allowed." if reason else None
+
+
+def resolve_checked(host: str, port: int, *, allow_private: bool) -> str:
+    """Resolve a host and check every address it has; returns the address to connect to."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise OSError(f"cannot resolve {host}: {error}") from error
+    addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    if not addresses:
+        raise OSError(f"{host} has no address")
+    if not allow_private:
+        for address in addresses:
+            reason = blocked_reason(address)
+            if reason:
+                raise WebhookRefused(f"{host} resolves to a {reason} address ({address})")
+    return str(addresses[0])
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The signature header's value for a body sent at `timestamp`."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def verify(secret: str, timestamp: str, body: bytes, signature: str, *, tolerance: float = 300) -> bool:
+    """What a receiver does: the signature matches and the timestamp is recent."""
+    try:
+        fresh = abs(time.time() - int(timestamp)) <= tolerance
+    except ValueError:
+        return False
+    return fresh and hmac.compare_digest(sign(secret, timestamp, body), signature)
+
+
+def backoff(attempt: int, base: float, cap: float) -> float:
+    """Seconds before retry `attempt` (1 for the first retry): doubling from `base`, at most `cap`."""
+    return float(min(cap, base * 2 ** (attempt - 1)))
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    url: str
+    payload: dict[str, Any]
+    delivery_id: str
+    attempt: int
+
+
+def post(delivery: Delivery, *, secret: str, allow_private: bool, timeout: float) -> int:
+    """POST a delivery, signed; returns the status code. Raises WebhookRefused or httpx/OS errors."""
+    parts = urlsplit(delivery.url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise WebhookRefused("not an http(s) URL")
+    host = parts.hostname
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    address = resolve_checked(host, port, allow_private=allow_private)
+    netloc = f"[{address}]" if ":" in address else address
+    pinned = urlunsplit((parts.scheme, f"{netloc}:{port}", parts.path or "/", parts.query, ""))
+    body = json.dumps(delivery.payload, ensure_ascii=False).encode()
+    timestamp = str(int(time.time()))
+    headers = {
+        "Content-Type": "application/json",
+        "Host": parts.netloc.rpartition("@")[2],
+        "User-Agent": "newsdesk-webhook/1",
+        TIMESTAMP_HEADER: timestamp,
+        SIGNATURE_HEADER: sign(secret, timestamp, body),
+        DELIVERY_HEADER: delivery.delivery_id,
+        ATTEMPT_HEADER: str(delivery.attempt),
+    }
+    # The connection goes to the address just checked; TLS still verifies the certificate for the host.
+    extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+    with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+        response = client.post(pinned, content=body, headers=headers, extensions=extensions)
+    return response.status_code
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    state: str  # delivered, retry, failed, refused, gone (the article no longer exists)
+    detail: str = ""
+
+    @property
+    def retry(self) -> bool:
+        return self.state == "retry"
+
+
+def deliver_article(store: Store, settings: Settings, article_id: str, attempt: int) -> Outcome:
+    """One delivery attempt of a finished article's webhook; the outcome is recorded on the article.
+
+    A 2xx answer is a delivery. Anything else (another status, a timeout, a connection error) is
+    retried until NEWSDESK_WEBHOOK_MAX_ATTEMPTS; an address the SSRF guard refuses is not retried.
+    """
+    article = store.get_article(article_id)
+    if article is None or not article.callback_url:
+        return Outcome("gone")
+    delivery = Delivery(article.callback_url, article_view(article), article_id, attempt)
+    try:
+        status = post(
+            delivery,
+            secret=settings.webhook_secret,
+            allow_private=settings.webhook_allow_private,
+            timeout=settings.webhook_timeout,
+        )
+    except WebhookRefused as refused:
+        outcome = Outcome("refused", str(refused))
+    except (httpx.HTTPError, OSError) as error:
+        outcome = Outcome("retry", f"{type(error).__name__}: {error}"[:300])
+    else:
+        outcome = Outcome("delivered") if 200 <= status < 300 else Outcome("retry", f"HTTP {status}")
+    if outcome.retry and attempt >= settings.webhook_max_attempts:
+        outcome = Outcome("failed", outcome.detail)
+    store.record_webhook(article_id, "queued" if outcome.retry else outcome.state, attempt, outcome.detail)
+    return outcome

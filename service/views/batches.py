@@ -1,0 +1,219 @@
+"""Batches: submit many articles in one request; follow them together, item by item or all at once."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any
+
+import marshmallow as ma
+from flask import g
+from flask.views import MethodView
+from kombu.exceptions import OperationalError
+
+from newsdesk.results import article_location
+from newsdesk.store import TERMINAL, Batch, IdempotencyConflict, NewArticle, Rejected, content_digest
+from service.app_context import services
+from service.body import Blueprint
+from service.problems import Problem, field_errors, redis_unavailable_problem
+from service.schemas import ArticleSubmissionSchema, BatchQuerySchema, BatchSchema, BatchSubmissionSchema
+from service.views.articles import check_backlog, check_callback, check_wait, idempotency_key, new_article
+
+log = logging.getLogger(__name__)
+
+blp = Blueprint(
+    "batches", __name__, url_prefix="/v1/batches", description="Submit many articles at once, follow them"
+)
+
+_ITEM_SCHEMA = ArticleSubmissionSchema()
+
+
+def _location(batch_id: str) -> str:
+    return f"/v1/batches/{batch_id}"
+
+
+def _invalid_item(errors: list[dict[str, str]]) -> dict[str, Any]:
+    return {
+        "type": "urn:newsdesk:problem:validation-error",
+        "title": "The article is not valid",
+        "status": 422,
+        "errors": errors,
+    }
+
+
+def check_item(index: int, raw: dict[str, Any], owner: str) -> NewArticle | Rejected:
+    """One batch item, checked exactly as POST /v1/articles checks a body."""
+    settings = services().settings
+    try:
+        submission = _ITEM_SCHEMA.load(raw)
+    except ma.ValidationError as error:
+        messages = error.messages if isinstance(error.messages, dict) else {"_schema": error.messages}
+        return Rejected(index, _invalid_item(field_errors(messages)))
+    if len(submission["text"]) > settings.max_text_chars:
+        message = f"Longer than maximum length {settings.max_text_chars}."
+        return Rejected(index, _invalid_item([{"field": "text", "message": message}]))
+    callback_problem = check_callback(submission, settings)
+    if callback_problem:
+        return Rejected(index, _invalid_item([callback_problem]))
+    return new_article(submission, owner)
+
+
+@blp.route("")
+class Batches(MethodView):
+    @blp.arguments(BatchSubmissionSchema)
+    @blp.response(
+        202,
+        BatchSchema,
+        headers={"Location": {"description": "The URL of the batch", "schema": {"type": "string"}}},
+    )
+    @blp.problem(400, "Malformed JSON or a bad Idempotency-Key")
+    @blp.problem(401, "API keys are configured and the request has no valid one")
+    @blp.problem(413, "Body over the size limit, or more articles than NEWSDESK_MAX_BATCH")
+    @blp.problem(415, "Body is not JSON")
+    @blp.problem(429, "Over the rate limit for this key or address (see Retry-After)")
+    @blp.problem(503, "Storage unavailable, or the backlog is over its bound; nothing was accepted")
+    def post(self, body: dict[str, Any]) -> Any:
+        """Submit up to NEWSDESK_MAX_BATCH articles.
+
+        Each item is checked on its own: a bad one is rejected with its index and a problem saying why,
+        while the good ones are stored and queued, all in one step (a batch is never stored half-way).
+        When no item is valid, nothing is stored and the answer is 422 with each item's reason. An
+        `Idempotency-Key` makes a retry return the same batch.
+        """
+        current = services()
+        raw_items = body["articles"]
+        if len(raw_items) > current.settings.max_batch:
+            raise Problem(
+                413,
+                "batch-too-large",
+                "Too many articles in one batch",
+                f"{len(raw_items)} articles; a batch holds at most {current.settings.max_batch} "
+                "(NEWSDESK_MAX_BATCH). Split it.",
+                extra={"max_batch": current.settings.max_batch},
+            )
+        items = [check_item(index, raw, g.owner) for index, raw in enumerate(raw_items)]
+        accepted = [item for item in items if isinstance(item, NewArticle)]
+        if not accepted:
+            raise Problem(
+                422,
+                "validation-error",
+                "No article in the batch is valid",
+                "See `items` for each article's reason; nothing was stored.",
+                extra={
+                    "items": [
+                        {"index": item.index, **item.problem} for item in items if isinstance(item, Rejected)
+                    ]
+                },
+            )
+        key = idempotency_key()
+        check_backlog(len(accepted))
+        digest = content_digest(g.json_body) if key else ""
+        try:
+            submitted = current.store.create_batch(g.owner, items, idempotency_key=key, digest=digest)
+        except IdempotencyConflict as conflict:
+            raise Problem(
+                422,
+                "idempotency-key-reused",
+                "Idempotency-Key reused with a different body",
+                "This key was first used for another batch; use a new key for a new batch.",
+                extra={"id": conflict.article_id},
+            ) from conflict
+        batch = current.store.get_batch(submitted.batch_id)
+        if batch is None:  # expired between the replay and this read
+            raise Problem(404, "batch-not-found", "Batch not found", "The batch has expired.")
+        if submitted.created:
+            try:
+                for article_id in batch.article_ids:
+                    current.queue.enqueue(article_id)
+            except OperationalError as error:
+                # Stored but not all queued: the sweeper re-queues them; a retry with the key is safe.
+                log.warning("enqueue failed", extra={"batch_id": batch.id, "error": str(error)})
+                raise redis_unavailable_problem() from error
+            log.info("batch accepted", extra={"batch_id": batch.id, "accepted": batch.accepted})
+        g.batch_outcomes = {  # for /metrics: each article counts as one submission
+            "accepted" if submitted.created else "replayed": len(accepted),
+            "rejected": len(items) - len(accepted),
+        }
+        headers = {"Location": _location(batch.id)}
+        if not submitted.created:
+            headers["Idempotent-Replayed"] = "true"
+        return _batch_view(batch, start=0, limit=current.settings.max_batch), headers
+
+
+@blp.route("/<string:batch_id>")
+class BatchResource(MethodView):
+    @blp.arguments(BatchQuerySchema, location="query", unknown=ma.RAISE, as_kwargs=True)
+    @blp.response(200, BatchSchema)
+    @blp.problem(400, "A cursor that this service did not make")
+    @blp.problem(401, "API keys are configured and the request has no valid one")
+    @blp.problem(404, "No such batch")
+    @blp.problem(422, "A `wait` or `limit` out of bounds")
+    def get(self, batch_id: str, wait: int, limit: int, cursor: str | None = None) -> Any:
+        """The batch's counts per status, and its items (with each article's status), a page at a time.
+
+        With `wait=N` (long-poll) the answer comes as soon as every accepted article is finished, or
+        after N seconds.
+        """
+        current = services()
+        check_wait(wait, current.settings)
+        start = _read_cursor(cursor) if cursor else 0
+        batch = _owned_batch(batch_id)
+        if wait and not _finished(batch):
+            current.store.wait_for_message(
+                current.store.batch_finished_channel(batch_id), lambda: _finished(batch), wait
+            )
+            batch = _owned_batch(batch_id)
+        return _batch_view(batch, start=start, limit=limit)
+
+
+def _owned_batch(batch_id: str) -> Batch:
+    batch = services().store.get_batch(batch_id) if len(batch_id) <= 64 else None
+    if batch is None or batch.owner != g.owner:
+        raise Problem(404, "batch-not-found", "Batch not found", f"No batch has the id {batch_id!r}.")
+    return batch
+
+
+def _counts(batch: Batch) -> Counter[str]:
+    statuses = services().store.article_statuses(batch.article_ids)
+    return Counter(status or "gone" for status in statuses)
+
+
+def _finished(batch: Batch) -> bool:
+    counts = _counts(batch)
+    return sum(counts[status] for status in (*TERMINAL, "gone")) == batch.accepted
+
+
+def _read_cursor(cursor: str) -> int:
+    if not cursor.isdigit():
+        raise Problem(
+            400, "invalid-cursor", "Invalid cursor", "Pass the `next` value of a previous page unchanged."
+        )
+    return int(cursor)
+
+
+def _batch_view(batch: Batch, *, start: int, limit: int) -> dict[str, Any]:
+    counts = _counts(batch)
+    finished = sum(counts[status] for status in (*TERMINAL, "gone")) == batch.accepted
+    items = services().store.batch_items(batch.id, start, limit)
+    views: list[dict[str, Any]] = []
+    for item in items:
+        view: dict[str, Any] = {"index": item.index, "status": item.status}
+        if item.article_id:
+            view["id"] = item.article_id
+            view["links"] = {"self": article_location(item.article_id)}
+        if item.problem:
+            view["problem"] = item.problem
+        views.append(view)
+    end = start + len(items)
+    return {
+        "id": batch.id,
+        "status": "finished" if finished else "running",
+        "created_at": batch.created_at,
+        "total": batch.total,
+        "accepted": batch.accepted,
+        "rejected": batch.total - batch.accepted,
+        "counts": {status: counts[status] for status in ("queued", "running", "done", "failed", "gone")},
+        "items": views,
+        "next": str(end) if end < batch.total else None,
+        "links": {"self": _location(batch.id)},
+    }

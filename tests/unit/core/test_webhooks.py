@@ -1,0 +1,192 @@
+"""Webhooks: the SSRF guard's address classes, the signature, the backoff, and real deliveries to a
+receiver on loopback (allowed by configuration), with outcomes recorded on the article."""
+
+from __future__ import annotations
+
+import http.server
+import ipaddress
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import fakeredis
+import pytest
+
+from newsdesk import webhooks
+from newsdesk.settings import Settings
+from newsdesk.store import ANALYSES, NewArticle, Store
+
+SECRET = "s3cret"
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("8.8.8.8", None),
+        ("2606:4700:4700::1111", None),
+        ("127.0.0.1", "loopback"),
+        ("::1", "loopback"),
+        ("10.0.0.1", "private"),
+        ("172.16.5.4", "private"),
+        ("192.168.1.1", "private"),
+        ("fd00::1", "private"),
+        ("169.254.169.254", "link-local"),
+        ("fe80::1", "link-local"),
+        ("224.0.0.1", "multicast"),
+        ("ff02::1", "multicast"),
+        ("0.0.0.0", "unspecified"),
+        ("240.0.0.1", "reserved"),
+        ("100.64.0.1", "not globally routable"),
+        ("::ffff:127.0.0.1", "loopback"),  # IPv4-mapped
+        ("::ffff:8.8.8.8", None),
+    ],
+)
+def test_address_classes(address: str, reason: str | None) -> None:
+    assert webhooks.blocked_reason(ipaddress.ip_address(address)) == reason
+
+
+def test_callback_url_check_at_submission() -> None:
+    check = webhooks.check_callback_url
+    assert check("https://hooks.example.com/x", allow_private=False) is None
+    assert check("http://127.0.0.1:8000/x", allow_private=False) == (
+        "Callbacks to loopback addresses are not allowed."
+    )
+    assert check("http://localhost/x", allow_private=False) is not None
+    assert check("http://127.0.0.1:8000/x", allow_private=True) is None
+    assert check("ftp://example.com/x", allow_private=True) is not None
+
+
+def test_signature_round_trip_and_replay_window() -> None:
+    body = b'{"id": "a"}'
+    now = str(int(time.time()))
+    signature = webhooks.sign(SECRET, now, body)
+    assert signature.startswith("sha256=")
+    assert webhooks.verify(SECRET, now, body, signature)
+    assert not webhooks.verify("other", now, body, signature)
+    assert not webhooks.verify(SECRET, now, body + b" ", signature)
+    old = str(int(time.time()) - 600)
+    assert not webhooks.verify(SECRET, old, body, webhooks.sign(SECRET, old, body))  # a replay
+    assert not webhooks.verify(SECRET, "soon", body, signature)
+
+
+def test_backoff_doubles_up_to_the_cap() -> None:
+    assert [webhooks.backoff(n, 2, 20) for n in range(1, 6)] == [2, 4, 8, 16, 20]
+
+
+class Receiver:
+    """A real HTTP server on loopback that records deliveries and fails the first `fail_first`."""
+
+    def __init__(self, fail_first: int = 0) -> None:
+        self.fail_first = fail_first
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.requests.append((dict(self.headers.items()), body))
+                failing = len(receiver.requests) <= receiver.fail_first
+                self.send_response(500 if failing else 204)
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook?x=1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver(fail_first=1)
+    yield server
+    server.close()
+
+
+def finished_article(store: Store, url: str) -> str:
+    article_id = store.create_article(NewArticle(text="Some words here.", callback_url=url)).article_id
+    for name in ANALYSES:
+        store.finish_analysis(article_id, name, result={"n": 1}, version="v1")
+    return article_id
+
+
+def test_delivery_is_signed_retried_and_recorded(receiver: Receiver) -> None:
+    store = Store(fakeredis.FakeRedis(), "unit")
+    settings = Settings.from_env(
+        {}, webhook_secret=SECRET, webhook_allow_private=True, webhook_max_attempts=2
+    )
+    article_id = finished_article(store, receiver.url)
+    assert store.webhook_state(article_id) == "due"  # marked by the finish step
+
+    first = webhooks.deliver_article(store, settings, article_id, attempt=1)
+    assert first.state == "retry"
+    assert first.detail == "HTTP 500"
+    second = webhooks.deliver_article(store, settings, article_id, attempt=2)
+    assert second.state == "delivered"
+    assert store.webhook_state(article_id) == "delivered"
+
+    headers, body = receiver.requests[-1]
+    assert webhooks.verify(SECRET, headers["X-Newsdesk-Timestamp"], body, headers["X-Newsdesk-Signature"])
+    assert headers["X-Newsdesk-Delivery"] == article_id
+    assert headers["X-Newsdesk-Attempt"] == "2"
+    assert headers["Host"] == receiver.url.split("/")[2]
+    payload = json.loads(body)
+    assert payload["id"] == article_id
+    assert payload["status"] == "done"
+    assert payload["summary"] == {
+        "status": "done",
+        "n": 1,
+        "version": "v1",
+        "finished_at": payload["summary"]["finished_at"],
+    }
+    assert [h["X-Newsdesk-Delivery"] for h, _ in receiver.requests] == [article_id, article_id]
+
+
+def test_attempts_run_out(receiver: Receiver) -> None:
+    receiver.fail_first = 10
+    store = Store(fakeredis.FakeRedis(), "unit")
+    settings = Settings.from_env(
+        {}, webhook_secret=SECRET, webhook_allow_private=True, webhook_max_attempts=1
+    )
+    article_id = finished_article(store, receiver.url)
+    assert webhooks.deliver_article(store, settings, article_id, attempt=1).state == "failed"
+    assert store.webhook_state(article_id) == "failed"
+
+
+def test_loopback_refused_at_delivery_unless_allowed(receiver: Receiver) -> None:
+    store = Store(fakeredis.FakeRedis(), "unit")
+    settings = Settings.from_env({}, webhook_secret=SECRET)
+    # A host name, so submission could not tell; delivery resolves it and refuses.
+    url = receiver.url.replace("127.0.0.1", "localhost")
+    article_id = finished_article(store, url)
+    outcome = webhooks.deliver_article(store, settings, article_id, attempt=1)
+    assert outcome.state == "refused"
+    assert "loopback" in outcome.detail
+    assert receiver.requests == []
+    assert store.webhook_state(article_id) == "refused"
+
+
+def test_deleted_article_is_not_delivered(receiver: Receiver) -> None:
+    store = Store(fakeredis.FakeRedis(), "unit")
+    settings = Settings.from_env({}, webhook_secret=SECRET, webhook_allow_private=True)
+    article_id = finished_article(store, receiver.url)
+    store.delete_article(article_id, "")
+    assert webhooks.deliver_article(store, settings, article_id, attempt=1).state == "gone"
+    assert receiver.requests == []
+
+
+def test_an_outcome_is_not_written_to_a_deleted_article() -> None:
+    client = fakeredis.FakeRedis()
+    store = Store(client, "unit")
+    article_id = finished_article(store, "https://hooks.example.com/in")
+    store.delete_article(article_id, "")
+    store.record_webhook(article_id, "delivered", 1)
+    assert client.keys("unit:article:*") == []
