@@ -326,7 +326,10 @@ if terminal and was ~= 'done' and was ~= 'failed' then
     redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[12], '*', unpack(entry))
   end
   redis.call('PUBLISH', prefix .. ':finished:' .. id, overall)
-  if meta[3] and meta[3] ~= '' then redis.call('HSET', KEYS[1], 'webhook', 'due') end
+  if meta[3] and meta[3] ~= '' then
+    redis.call('HSET', KEYS[1], 'webhook', 'due')
+    redis.call('ZADD', prefix .. ':webhooks', ARGV[8], id)  -- the sweeper's watch list
+  end
   if batch ~= '' then
     local key = prefix .. ':batch:' .. batch
     if redis.call('EXISTS', key) == 1 then
@@ -377,10 +380,20 @@ return 1
 """
 
 # A delivery's outcome, written only to an article that still exists (a plain HSET on a deleted one
-# would leave a stub hash without expiry). KEYS: article. ARGV: state, attempts, error.
+# would leave a stub hash without expiry). A webhook still to be delivered stays on the sweeper's watch
+# list with the time of this news; a settled one leaves it. KEYS: article, watch list. ARGV: state,
+# attempts, error, now (ms), id.
 _RECORD_WEBHOOK = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('ZREM', KEYS[2], ARGV[5])
+  return 0
+end
 redis.call('HSET', KEYS[1], 'webhook', ARGV[1], 'webhook:attempts', ARGV[2], 'webhook:error', ARGV[3])
+if ARGV[1] == 'queued' or ARGV[1] == 'due' then
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
+else
+  redis.call('ZREM', KEYS[2], ARGV[5])
+end
 return 1
 """
 
@@ -431,6 +444,11 @@ class Store:
     @property
     def _articles_key(self) -> str:
         return f"{self.prefix}:articles"
+
+    @property
+    def _webhooks_key(self) -> str:
+        """Articles whose webhook is not settled yet, scored by the last news of it (ms)."""
+        return f"{self.prefix}:webhooks"
 
     @property
     def _pending_key(self) -> str:
@@ -769,7 +787,35 @@ class Store:
 
     def record_webhook(self, article_id: str, state: str, attempts: int, error: str = "") -> None:
         """Record a delivery outcome on the article, unless it was deleted (or expired) meanwhile."""
-        self._record_webhook(keys=[self._article_key(article_id)], args=[state, attempts, error])
+        self._record_webhook(
+            keys=[self._article_key(article_id), self._webhooks_key],
+            args=[state, attempts, error, _now_ms(), article_id],
+        )
+
+    def stale_webhooks(self, older_than: float, *, limit: int = 500) -> list[tuple[str, str]]:
+        """(article id, state) of webhooks still `due` or `queued` with no news for `older_than` seconds.
+
+        Entries of articles that are gone (deleted, expired) or whose webhook has settled are dropped.
+        """
+        cutoff = _now_ms() - int(older_than * 1000)
+        members = [_text(m) for m in self.redis.zrangebyscore(self._webhooks_key, "-inf", cutoff, 0, limit)]
+        if not members:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for member in members:
+            pipe.hget(self._article_key(member), "webhook")
+        stale: list[tuple[str, str]] = []
+        settled: list[tuple[str, str]] = []
+        for member, state in zip(members, pipe.execute(), strict=True):
+            state_text = _text(state) if state is not None else ""
+            (stale if state_text in {"due", "queued"} else settled).append((member, state_text))
+        if settled:
+            self.redis.zrem(self._webhooks_key, *(member for member, _ in settled))
+        return stale
+
+    def touch_webhook(self, article_id: str) -> None:
+        """Restart a watched webhook's clock (it was just sent again)."""
+        self.redis.zadd(self._webhooks_key, {article_id: _now_ms()}, xx=True)
 
     def get_article(self, article_id: str) -> Article | None:
         raw = self.redis.hgetall(self._article_key(article_id))

@@ -71,8 +71,9 @@ class ServiceCollector(Collector):
         )
         depths = GaugeMetricFamily("newsdesk_queue_depth", "Tasks waiting in each queue", labels=["queue"])
         if self.queue_depths is not None:
-            for analysis, waiting in sorted(self.queue_depths().items()):
-                depths.add_metric([ROUTES[f"analysis.{analysis}"]], waiting)
+            for name, waiting in sorted(self.queue_depths().items()):
+                # An analysis's queue, or the webhook deliveries' own ("webhooks").
+                depths.add_metric([ROUTES.get(f"analysis.{name}", name)], waiting)
         yield depths
 
 

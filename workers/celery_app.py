@@ -102,12 +102,14 @@ class CeleryBrokerView:
         self.unacked_key = f"{broker_key_prefix(settings)}unacked"
 
     def queue_depths(self) -> dict[str, int]:
-        """Messages waiting in each analysis's queue, keyed by analysis ("summary", ...)."""
+        """Messages waiting in each analysis's queue, keyed by analysis ("summary", ...), and in the
+        webhook deliveries' queue ("webhooks")."""
+        queues = {task_name.removeprefix("analysis."): queue for task_name, queue in ROUTES.items()}
+        queues[WEBHOOK_QUEUE] = WEBHOOK_QUEUE
         with self.app.connection_for_read() as connection:
             channel = connection.default_channel
             return {
-                task_name.removeprefix("analysis."): int(channel.queue_declare(queue=queue).message_count)
-                for task_name, queue in ROUTES.items()
+                name: int(channel.queue_declare(queue=queue).message_count) for name, queue in queues.items()
             }
 
     def held(self) -> set[tuple[str, str]]:

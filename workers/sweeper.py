@@ -1,4 +1,5 @@
-"""The sweeper: a safety net that re-queues analyses of articles that stopped making progress.
+"""The sweeper: a safety net that re-queues analyses of articles that stopped making progress, and webhook
+deliveries that were claimed but never sent.
 
 Messages are normally never lost (late acknowledgement, redelivery of a dead process's task, Redis with
 an append-only file), but an article can still stall: its enqueue failed after it was stored, a whole
@@ -16,6 +17,7 @@ from typing import Protocol
 
 from newsdesk.settings import Settings
 from newsdesk.store import ANALYSES, Store
+from workers.celery_app import WEBHOOK_QUEUE, WEBHOOK_TASK
 from workers.pipeline import give_up_reason
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ class BrokerView(Protocol):
 class SweepResult:
     requeued: int = 0
     given_up: int = 0
+    webhooks_resent: int = 0
 
 
 class Sweeper:
@@ -47,10 +50,14 @@ class Sweeper:
         broker: BrokerView,
         settings: Settings,
         on_finished: Callable[[str], None] | None = None,
+        resend_webhook: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
         self.enqueue = enqueue
-        self.on_finished = on_finished  # an article the sweeper finished (gave up on): its webhook is due
+        # An article whose webhook is due (the sweeper gave up on it, or its dispatch never happened):
+        # claim the webhook and send its delivery.
+        self.on_finished = on_finished
+        self.resend_webhook = resend_webhook  # send the delivery of a claimed (queued) webhook again
         self.broker = broker
         self.settings = settings
         self._lock_key = f"{store.prefix}:sweeper-lock"
@@ -91,9 +98,36 @@ class Sweeper:
                     self.enqueue(name, article_id)
                     requeued += 1
             self.store.touch_pending(article_id)
-        if requeued or given_up:
-            log.warning("sweep", extra={"requeued": requeued, "given_up": given_up})
-        return SweepResult(requeued, given_up)
+        resent = self._sweep_webhooks()
+        if requeued or given_up or resent:
+            log.warning(
+                "sweep", extra={"requeued": requeued, "given_up": given_up, "webhooks_resent": resent}
+            )
+        return SweepResult(requeued, given_up, resent)
+
+    def _sweep_webhooks(self) -> int:
+        """Send again the webhooks stuck without a delivery message: `due` ones whose dispatch never ran
+        (it failed, or its worker died first), `queued` ones whose message is neither waiting in the
+        webhooks queue nor held by a worker (a worker died between claiming and sending). A delivery
+        sent twice is one receivers already expect: delivery is at-least-once, with one delivery id."""
+        if self.on_finished is None or self.resend_webhook is None:
+            return 0
+        stale = self.store.stale_webhooks(self.settings.stuck_after)
+        if not stale:
+            return 0
+        held = {article_id for task, article_id in self.broker.held() if task == WEBHOOK_TASK}
+        waiting = self.broker.queue_depths().get(WEBHOOK_QUEUE, 0) > 0
+        resent = 0
+        for article_id, state in stale:
+            if state == "due":
+                self.on_finished(article_id)
+            elif article_id in held or waiting:
+                continue
+            else:
+                self.resend_webhook(article_id)
+            self.store.touch_webhook(article_id)
+            resent += 1
+        return resent
 
     def sweep_if_due(self) -> SweepResult | None:
         """Sweep unless another process swept within the last interval."""

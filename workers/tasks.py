@@ -138,6 +138,7 @@ class WorkerDuties(bootsteps.StartStopStep):  # type: ignore[misc]
             CeleryBrokerView(app, self.store.redis, settings),
             settings,
             on_finished=_dispatch_webhook,
+            resend_webhook=lambda article_id: enqueue_webhook(app, article_id),
         )
 
     def start(self, consumer: Any) -> None:

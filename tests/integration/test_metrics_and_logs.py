@@ -72,6 +72,7 @@ def test_queue_depths_results_durations_and_task_ids_in_the_logs(
     waiting = scrape(client)  # no worker consumes this prefix's queues yet
     for queue in ANALYSES:
         assert waiting[("newsdesk_queue_depth", (("queue", queue),))] == 3
+    assert waiting[("newsdesk_queue_depth", (("queue", "webhooks"),))] == 0
     assert waiting[("newsdesk_articles_unfinished", ())] == 3
     assert waiting[("newsdesk_workers", ())] == 0
     assert waiting[("newsdesk_submissions_total", (("outcome", "accepted"),))] == 3

@@ -122,3 +122,71 @@ def test_backlogged_and_held_analyses_are_left_alone(store: Store, fast_settings
     Sweeper(store, enqueue, broker, fast_settings).sweep_once()
     # stance waits its turn in a backlog; a worker has taken the duplicates message; summary is lost
     assert enqueue.sent == [("summary", article_id)]
+
+
+def _finished_with_callback(store: Store) -> str:
+    article_id = store.create_article(
+        NewArticle(text="Words here.", callback_url="https://hooks.example.com/newsdesk")
+    ).article_id
+    for name in ("summary", "stance", "duplicates"):
+        store.finish_analysis(article_id, name, result={}, version="v")
+    assert store.webhook_state(article_id) == "due"
+    return article_id
+
+
+def test_webhooks_left_without_a_delivery_message_are_sent_again(
+    store: Store, fast_settings: Settings
+) -> None:
+    dispatched: list[str] = []
+    resent: list[str] = []
+
+    def dispatch(article_id: str) -> None:  # what the worker's dispatch does: claim, then send
+        assert store.move_webhook(article_id, "due", "queued")
+        dispatched.append(article_id)
+
+    never_dispatched = _finished_with_callback(store)  # its dispatch failed: still due
+    claimed_not_sent = _finished_with_callback(store)  # its worker died between claim and send
+    assert store.move_webhook(claimed_not_sent, "due", "queued")
+    held_by_a_worker = _finished_with_callback(store)  # a retry waiting in a worker: not lost
+    assert store.move_webhook(held_by_a_worker, "due", "queued")
+    delivered = _finished_with_callback(store)
+    store.record_webhook(delivered, "delivered", 1)
+    broker = FixedBroker(held={("webhooks.deliver", held_by_a_worker)})
+    sweeper = Sweeper(
+        store, RecordingEnqueue(), broker, fast_settings, on_finished=dispatch, resend_webhook=resent.append
+    )
+    time.sleep(0.1)
+
+    result = sweeper.sweep_once()
+    assert dispatched == [never_dispatched]
+    assert resent == [claimed_not_sent]
+    assert result.webhooks_resent == 2
+    assert sweeper.sweep_once().webhooks_resent == 0  # sending again restarts their clocks
+    assert {article_id for article_id, _ in store.stale_webhooks(0)} == {
+        never_dispatched,
+        claimed_not_sent,
+        held_by_a_worker,
+    }  # the delivered one left the watch list
+
+
+def test_a_webhook_backlog_is_not_doubled_and_gone_articles_leave_the_watch_list(
+    store: Store, fast_settings: Settings
+) -> None:
+    resent: list[str] = []
+    queued = _finished_with_callback(store)
+    assert store.move_webhook(queued, "due", "queued")
+    deleted = _finished_with_callback(store)
+    assert store.delete_article(deleted, owner="")
+    backlog = FixedBroker({"webhooks": 25})
+    sweeper = Sweeper(
+        store,
+        RecordingEnqueue(),
+        backlog,
+        fast_settings,
+        on_finished=resent.append,
+        resend_webhook=resent.append,
+    )
+    time.sleep(0.1)
+    assert sweeper.sweep_once().webhooks_resent == 0  # it is probably waiting its turn
+    assert resent == []
+    assert store.stale_webhooks(0) == [(queued, "queued")]
