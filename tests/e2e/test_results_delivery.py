@@ -264,3 +264,50 @@ def test_cli_submit_wait_writes_results(stack: tuple[str, redis.Redis, str], tmp
     rows = [json.loads(line) for line in lines.stdout.splitlines()]
     assert [row["file"] for row in rows] == [str(path) for path in SEEDS[:2]]
     assert {row["status"] for row in rows} <= {"queued", "running", "done"}
+
+
+def test_the_sweeper_sends_a_webhook_whose_delivery_was_lost(
+    start_api: Callable[..., tuple[ServiceProcess, str]],
+    start_worker: Callable[..., ServiceProcess],
+    service_env: dict[str, str],
+    key_prefix: str,
+    receiver: Receiver,
+) -> None:
+    prefix = f"{key_prefix}-lost-webhook"
+    env = {
+        "NEWSDESK_KEY_PREFIX": prefix,
+        "NEWSDESK_WEBHOOK_SECRET": SECRET,
+        "NEWSDESK_WEBHOOK_ALLOW_PRIVATE": "1",
+        # Short recovery bounds, as in the fault tests: the sweeper looks every second.
+        "NEWSDESK_TASK_TIME_LIMIT": "10",
+        "NEWSDESK_VISIBILITY_TIMEOUT": "25",
+        "NEWSDESK_STUCK_AFTER": "12",
+        "NEWSDESK_SWEEP_INTERVAL": "2",
+    }
+    _, url = start_api(env=env)
+    worker = start_worker(concurrency=1, env=env)
+    client = redis.Redis.from_url(service_env["REDIS_URL"])
+    try:
+        with NewsdeskClient(url) as api:
+            article_id = api.submit(
+                SEEDS[4].read_text(encoding="utf-8"), callback_url=f"{receiver.url}/hook/ok"
+            ).id
+            wait_for(lambda: article_id in receiver.delivered(), 60, "the first delivery", worker)
+            # A worker that claimed the webhook and died before sending its delivery task leaves it
+            # `queued`, with no message anywhere; its last news is older than NEWSDESK_STUCK_AFTER.
+            article_key = f"{prefix}:article:{article_id}"
+            client.hset(article_key, "webhook", "queued")
+            client.zadd(f"{prefix}:webhooks", {article_id: int(time.time() * 1000) - 60_000})
+            wait_for(
+                lambda: sum(d["id"] == article_id for d in receiver.deliveries) == 2,
+                30,
+                "the sweeper to send the lost delivery",
+                worker,
+            )
+            wait_for(lambda: api.get(article_id).raw["callback"]["status"] == "delivered", 10, "delivered")
+        deliveries = [d for d in receiver.deliveries if d["id"] == article_id]
+        assert {d["delivery"] for d in deliveries} == {article_id}  # one delivery id: receivers dedupe
+        assert client.zscore(f"{prefix}:webhooks", article_id) is None  # settled: off the watch list
+    finally:
+        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+            client.delete(key)
