@@ -91,18 +91,24 @@ def api(host: str, port: int, workers: int, threads: int) -> None:
 @click.option("--name", default=None, help="Worker node name (default: newsdesk@<host>-<pid>).")
 def worker(concurrency: int | None, queues: str | None, name: str | None) -> None:
     """A Celery worker running the analyses, against REDIS_URL."""
-    from workers.celery_app import QUEUES  # noqa: PLC0415
-    from workers.tasks import app, settings  # noqa: PLC0415
+    from workers.celery_app import QueueLayout  # noqa: PLC0415
 
+    settings = Settings.from_env()
+    layout = QueueLayout.from_settings(settings)
     chosen = [queue.strip() for queue in (queues or settings.worker_queues).split(",") if queue.strip()]
-    unknown = sorted(set(chosen) - set(QUEUES))
+    unknown = sorted(set(chosen) - set(layout.queues))
     if unknown:
-        raise click.UsageError(f"unknown queues {', '.join(unknown)}; the queues are {', '.join(QUEUES)}")
+        raise click.UsageError(
+            f"unknown queues {', '.join(unknown)}; the queues are {', '.join(layout.queues)} "
+            "(NEWSDESK_ANALYSIS_QUEUES gives an analysis a queue of its own, e.g. stance=stance)"
+        )
+    from workers.tasks import app  # noqa: PLC0415 - the analysis libraries, once the arguments are good
+
     arguments = [
         "--quiet",  # no banner: logs are one line per event
         "worker",
         f"--concurrency={concurrency or settings.worker_concurrency}",
-        f"--queues={','.join(chosen or QUEUES)}",
+        f"--queues={','.join(chosen or layout.queues)}",
         f"--hostname={name or f'newsdesk@%h-{os.getpid()}'}",
         f"--loglevel={settings.log_level}",
         "--without-gossip",

@@ -46,7 +46,12 @@ class Settings:
     sweep_interval: float = field(default=30.0, metadata={"env": "NEWSDESK_SWEEP_INTERVAL"})
     idempotency_ttl: int = field(default=86_400, metadata={"env": "NEWSDESK_IDEMPOTENCY_TTL"})
     worker_concurrency: int = field(default=2, metadata={"env": "NEWSDESK_WORKER_CONCURRENCY"})
-    # The queues `newsdesk worker` consumes, comma-separated (summary, stance, duplicates); empty: all.
+    # Which queue an analysis travels on, as analysis=queue pairs ("stance=stance"); the rest travel on
+    # "analyses". Analyses on one queue go in one message per article and run in one task. The API and
+    # every worker must be given the same value.
+    analysis_queues: str = field(default="", metadata={"env": "NEWSDESK_ANALYSIS_QUEUES"})
+    # The queues `newsdesk worker` consumes, comma-separated ("analyses", "webhooks", and any queue
+    # NEWSDESK_ANALYSIS_QUEUES names); empty: all of them.
     worker_queues: str = field(default="", metadata={"env": "NEWSDESK_WORKER_QUEUES"})
     # Redis answers within milliseconds; a longer wait means it is down, and clients get a 503 fast.
     redis_timeout: float = field(default=1.0, metadata={"env": "NEWSDESK_REDIS_TIMEOUT"})

@@ -22,7 +22,6 @@ from service.metrics import install_metrics
 from service.problems import Problem, ProblemApi
 from service.queue import ArticleQueue, CeleryQueue
 from service.views import articles, batches, health, seeds
-from workers.celery_app import create_celery
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +70,7 @@ def create_app(
         settings=settings,
         api_keys=settings.api_key_hashes(),
         store=store or Store.from_settings(settings),
-        queue=queue or CeleryQueue(create_celery(settings)),
+        queue=queue or CeleryQueue(settings),
     )
     api = ProblemApi(app)
     api.register_blueprint(articles.blp)

@@ -25,7 +25,7 @@ from service.app_context import Services, services
 from service.problems import redis_unavailable_problem
 from service.queue import CeleryQueue
 from service.views.health import WORKER_MAX_AGE_SECONDS
-from workers.celery_app import ROUTES, CeleryBrokerView
+from workers.celery_app import CeleryBrokerView
 
 QueueDepths = Callable[[], Mapping[str, int]]  # analysis name -> messages waiting
 
@@ -71,9 +71,8 @@ class ServiceCollector(Collector):
         )
         depths = GaugeMetricFamily("newsdesk_queue_depth", "Tasks waiting in each queue", labels=["queue"])
         if self.queue_depths is not None:
-            for name, waiting in sorted(self.queue_depths().items()):
-                # An analysis's queue, or the webhook deliveries' own ("webhooks").
-                depths.add_metric([ROUTES.get(f"analysis.{name}", name)], waiting)
+            for queue, waiting in sorted(self.queue_depths().items()):
+                depths.add_metric([queue], waiting)
         yield depths
 
 

@@ -6,7 +6,8 @@ from typing import Protocol
 
 from celery import Celery
 
-from workers.celery_app import enqueue_analyses
+from newsdesk.settings import Settings
+from workers.celery_app import QueueLayout, create_celery, enqueue_analyses
 
 
 class ArticleQueue(Protocol):
@@ -16,13 +17,14 @@ class ArticleQueue(Protocol):
 
 
 class CeleryQueue:
-    """Sends the analysis tasks by name through the Celery broker."""
+    """Sends the analysis tasks by name through the Celery broker, on the queues the settings name."""
 
-    def __init__(self, celery: Celery) -> None:
-        self.celery = celery
+    def __init__(self, settings: Settings) -> None:
+        self.celery: Celery = create_celery(settings)
+        self.layout = QueueLayout.from_settings(settings)
 
     def enqueue(self, article_id: str) -> None:
-        enqueue_analyses(self.celery, article_id)
+        enqueue_analyses(self.celery, self.layout, article_id)
 
 
 class InMemoryQueue:

@@ -1,4 +1,9 @@
-"""The Celery application: Redis broker, at-least-once delivery, one named queue per analysis.
+"""The Celery application: Redis broker, at-least-once delivery, and the queues the analyses travel on.
+
+An article's analyses travel together: one message per queue, and by default one queue (`analyses`), so
+an article costs one message, one delivery and one read of its text, whatever the number of analyses.
+NEWSDESK_ANALYSIS_QUEUES moves an analysis to a queue of its own ("stance=stance"), so ops can give the
+expensive one more workers (`newsdesk worker --queues stance`).
 
 The API imports this module to enqueue tasks by name; it must stay free of analysis imports.
 """
@@ -8,6 +13,9 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -17,17 +25,57 @@ from newsdesk.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Task name -> queue. Ops can run workers on a subset of queues to give an expensive analysis more
-# processes (`newsdesk worker --queues stance`).
-ROUTES: dict[str, str] = {
-    "analysis.summary": "summary",
-    "analysis.stance": "stance",
-    "analysis.duplicates": "duplicates",
-}
+# The task that runs some analyses of one article: args [article id, [analysis names]].
+ANALYSIS_TASK = "analysis.run"
+DEFAULT_ANALYSIS_QUEUE = "analyses"
+# The order a task runs its analyses in: the cheap ones first, so their results are stored soonest.
+RUN_ORDER: tuple[str, ...] = ("summary", "duplicates", "stance")
 # Webhook deliveries have a queue of their own, so slow receivers never hold up analyses.
 WEBHOOK_TASK = "webhooks.deliver"
 WEBHOOK_QUEUE = "webhooks"
-QUEUES: tuple[str, ...] = (*dict.fromkeys(ROUTES.values()), WEBHOOK_QUEUE)
+_QUEUE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class QueueLayout:
+    """The queue each analysis travels on (NEWSDESK_ANALYSIS_QUEUES); the API and workers must agree."""
+
+    queue_of: Mapping[str, str]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> QueueLayout:
+        """Every analysis on `analyses`, except those the setting's `analysis=queue` pairs move."""
+        queue_of = dict.fromkeys(RUN_ORDER, DEFAULT_ANALYSIS_QUEUE)
+        for entry in (part.strip() for part in settings.analysis_queues.split(",")):
+            if not entry:
+                continue
+            analysis, separator, queue = (item.strip() for item in entry.partition("="))
+            if (
+                not separator
+                or analysis not in queue_of
+                or not _QUEUE_NAME.match(queue)
+                or (queue == WEBHOOK_QUEUE)
+            ):
+                raise ValueError(
+                    f"NEWSDESK_ANALYSIS_QUEUES: {entry!r} is not analysis=queue, with the analysis one of "
+                    f"{', '.join(RUN_ORDER)} and the queue a lower-case name other than {WEBHOOK_QUEUE!r}"
+                )
+            queue_of[analysis] = queue
+        return cls(queue_of)
+
+    @property
+    def queues(self) -> tuple[str, ...]:
+        """Every queue a worker may consume: the analyses' queues, then the webhook deliveries'."""
+        return (*dict.fromkeys(self.queue_of[name] for name in RUN_ORDER), WEBHOOK_QUEUE)
+
+    def groups(self, analyses: Iterable[str]) -> dict[str, list[str]]:
+        """The given analyses by queue, each group in run order: one message per group."""
+        wanted = set(analyses)
+        groups: dict[str, list[str]] = {}
+        for name in RUN_ORDER:
+            if name in wanted:
+                groups.setdefault(self.queue_of[name], []).append(name)
+        return groups
 
 
 def broker_key_prefix(settings: Settings) -> str:
@@ -51,6 +99,7 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
 
 
 def create_celery(settings: Settings) -> Celery:
+    QueueLayout.from_settings(settings)  # a bad NEWSDESK_ANALYSIS_QUEUES stops the API and workers at start
     app = Celery("newsdesk", set_as_current=False)
     transport = broker_transport_options(settings)
     app.conf.update(
@@ -76,11 +125,9 @@ def create_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         task_time_limit=settings.task_time_limit,
         task_soft_time_limit=max(1, int(settings.task_time_limit * 0.9)),
-        task_routes={
-            **{name: {"queue": queue} for name, queue in ROUTES.items()},
-            WEBHOOK_TASK: {"queue": WEBHOOK_QUEUE},
-        },
-        task_default_queue=QUEUES[0],
+        # Analysis messages name their queue when sent (QueueLayout); webhooks have a route.
+        task_routes={WEBHOOK_TASK: {"queue": WEBHOOK_QUEUE}},
+        task_default_queue=DEFAULT_ANALYSIS_QUEUE,
         task_serializer="json",
         accept_content=["json"],
         worker_hijack_root_logger=False,
@@ -97,48 +144,49 @@ class CeleryBrokerView:
     def __init__(self, app: Celery, client: redis.Redis, settings: Settings) -> None:
         self.app = app
         self.client = client
+        self.layout = QueueLayout.from_settings(settings)
         # kombu's Redis transport keeps every delivered, unacknowledged message (running or prefetched)
         # in this hash ("unacked", its default name, under our key prefix) until it is acknowledged.
         self.unacked_key = f"{broker_key_prefix(settings)}unacked"
 
     def queue_depths(self) -> dict[str, int]:
-        """Messages waiting in each analysis's queue, keyed by analysis ("summary", ...), and in the
-        webhook deliveries' queue ("webhooks")."""
-        queues = {task_name.removeprefix("analysis."): queue for task_name, queue in ROUTES.items()}
-        queues[WEBHOOK_QUEUE] = WEBHOOK_QUEUE
+        """Messages waiting in each queue ("analyses", ..., "webhooks")."""
         with self.app.connection_for_read() as connection:
             channel = connection.default_channel
             return {
-                name: int(channel.queue_declare(queue=queue).message_count) for name, queue in queues.items()
+                queue: int(channel.queue_declare(queue=queue).message_count) for queue in self.layout.queues
             }
 
     def held(self) -> set[tuple[str, str]]:
-        """(analysis, article id) of each message a worker has taken and not acknowledged."""
+        """(analysis, article id) for each analysis in a message a worker has taken and not acknowledged,
+        and (WEBHOOK_TASK, article id) for each such webhook delivery."""
         held: set[tuple[str, str]] = set()
         for raw in self.client.hvals(self.unacked_key):
             try:
                 message = json.loads(raw)[0]
-                args = json.loads(base64.b64decode(message["body"]))[
-                    0
-                ]  # Celery protocol 2: [args, kwargs, embed]
-                held.add((str(message["headers"]["task"]).removeprefix("analysis."), str(args[0])))
+                args = json.loads(base64.b64decode(message["body"]))[0]  # protocol 2: [args, kwargs, embed]
+                task = str(message["headers"]["task"])
+                if task == ANALYSIS_TASK:
+                    held.update((str(name), str(args[0])) for name in args[1])
+                elif task == WEBHOOK_TASK:
+                    held.add((WEBHOOK_TASK, str(args[0])))
             except (ValueError, KeyError, IndexError, TypeError):
-                continue  # not an analysis message
+                continue  # not a message of ours
         return held
 
 
-def enqueue_analysis(app: Celery, analysis: str, article_id: str, producer: Any = None) -> None:
-    """Send the task of one analysis ("summary", ...); the message carries only the article id."""
-    sent = app.send_task(f"analysis.{analysis}", args=[article_id], producer=producer)
-    # The task id links this line to the worker's lines about the same task.
-    log.info("task sent", extra={"article_id": article_id, "analysis": analysis, "task_id": sent.id})
-
-
-def enqueue_analyses(app: Celery, article_id: str) -> None:
-    """Send one task per analysis, through one producer taken from the pool once."""
+def enqueue_analyses(
+    app: Celery, layout: QueueLayout, article_id: str, analyses: Iterable[str] = RUN_ORDER
+) -> None:
+    """Send the article's analyses: one message per queue they travel on, carrying only the article id
+    and the analyses' names."""
     with app.producer_or_acquire() as producer:
-        for task_name in ROUTES:
-            enqueue_analysis(app, task_name.removeprefix("analysis."), article_id, producer)
+        for queue, names in layout.groups(analyses).items():
+            sent = app.send_task(ANALYSIS_TASK, args=[article_id, names], queue=queue, producer=producer)
+            # The task id links this line to the worker's lines about the same task.
+            log.info(
+                "task sent", extra={"article_id": article_id, "analyses": ",".join(names), "task_id": sent.id}
+            )
 
 
 def enqueue_webhook(app: Celery, article_id: str) -> None:

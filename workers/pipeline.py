@@ -11,8 +11,8 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import asdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
 import redis
@@ -151,6 +151,48 @@ def patiently(operation: Callable[[], T], *, within: float) -> T:
             delay = min(delay * 2, 2.0)
 
 
+@dataclass(frozen=True)
+class RunOutcome:
+    status: str | None  # the article's status after the last result this run stored; None if none
+    callback_url: str | None  # the article's, when this run read it
+
+
+def run_analyses(
+    store: Store,
+    analyzers: Analyzers,
+    article_id: str,
+    names: Sequence[str],
+    *,
+    max_attempts: int = 3,
+    store_patience: float = 0.0,
+) -> RunOutcome:
+    """Run several analyses of one article in the given order, reading the article once; each result is
+    stored as soon as it is ready, so a crash in a later analysis keeps the earlier ones."""
+    read: list[Article | None] = []
+
+    def article() -> Article | None:
+        if not read:
+            read.append(patiently(lambda: store.get_article(article_id), within=store_patience))
+        return read[0]
+
+    status = None
+    for name in names:
+        status = (
+            run_analysis(
+                store,
+                analyzers,
+                article_id,
+                name,
+                max_attempts=max_attempts,
+                store_patience=store_patience,
+                read_article=article,
+            )
+            or status
+        )
+    stored = read[0] if read else None
+    return RunOutcome(status, stored.callback_url if stored else None)
+
+
 def run_analysis(
     store: Store,
     analyzers: Analyzers,
@@ -159,12 +201,14 @@ def run_analysis(
     *,
     max_attempts: int = 3,
     store_patience: float = 0.0,
+    read_article: Callable[[], Article | None] | None = None,
 ) -> str | None:
     """Run one analysis of one article and store the outcome; returns the article's new status.
 
     Safe to run twice (a redelivered message): a finished analysis is not redone, and a result
     overwrites its own field rather than adding a second one. Store calls ride out a Redis outage of
     `store_patience` seconds; an error inside the analysis is stored as that analysis's failure.
+    `read_article` reads the article (run_analyses shares one read between analyses).
     """
     context = {"article_id": article_id, "analysis": name}
     worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -185,7 +229,11 @@ def run_analysis(
             "analysis given up", extra={"article_id": article_id, "analysis": name, "attempts": attempts}
         )
         return finish(result=None, version="", error=give_up_reason(name, attempts - 1))
-    article = patiently(lambda: store.get_article(article_id), within=store_patience)
+    article = (
+        read_article()
+        if read_article
+        else patiently(lambda: store.get_article(article_id), within=store_patience)
+    )
     if article is None:
         return None
     computing = time.perf_counter()

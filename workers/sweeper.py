@@ -11,23 +11,23 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from newsdesk.settings import Settings
 from newsdesk.store import ANALYSES, Store
-from workers.celery_app import WEBHOOK_QUEUE, WEBHOOK_TASK
+from workers.celery_app import WEBHOOK_QUEUE, WEBHOOK_TASK, QueueLayout
 from workers.pipeline import give_up_reason
 
 log = logging.getLogger(__name__)
 
-Enqueue = Callable[[str, str], None]  # (analysis name, article id)
+Enqueue = Callable[[str, Sequence[str]], None]  # (article id, analysis names)
 
 
 class BrokerView(Protocol):
     def queue_depths(self) -> Mapping[str, int]:
-        """Analysis name -> messages waiting in its queue."""
+        """Queue name -> messages waiting in it."""
         ...
 
     def held(self) -> set[tuple[str, str]]:
@@ -60,6 +60,7 @@ class Sweeper:
         self.resend_webhook = resend_webhook  # send the delivery of a claimed (queued) webhook again
         self.broker = broker
         self.settings = settings
+        self.layout = QueueLayout.from_settings(settings)
         self._lock_key = f"{store.prefix}:sweeper-lock"
         self._token = uuid.uuid4().hex
 
@@ -80,11 +81,12 @@ class Sweeper:
             article = self.store.get_article(article_id)
             if article is None:
                 continue
+            lost: list[str] = []
             for name in ANALYSES:
                 state = article.analyses[name]
                 if state.status in {"done", "failed"}:
                     continue
-                if (name, article_id) in held or depths.get(name, 0) > 0:
+                if (name, article_id) in held or depths.get(self.layout.queue_of[name], 0) > 0:
                     continue
                 if state.attempts >= self.settings.max_attempts:
                     reason = give_up_reason(name, state.attempts)
@@ -95,8 +97,10 @@ class Sweeper:
                     if status in {"done", "failed"} and self.on_finished is not None:
                         self.on_finished(article_id)
                 else:
-                    self.enqueue(name, article_id)
-                    requeued += 1
+                    lost.append(name)
+            if lost:
+                self.enqueue(article_id, lost)
+                requeued += len(lost)
             self.store.touch_pending(article_id)
         resent = self._sweep_webhooks()
         if requeued or given_up or resent:

@@ -11,26 +11,30 @@ from typing import Any
 
 import redis
 from celery import Task, bootsteps
-from celery.signals import setup_logging
+from celery.signals import setup_logging, worker_process_init
 
 from newsdesk import logs
 from newsdesk.settings import Settings
-from newsdesk.store import Store
+from newsdesk.store import TERMINAL, Store
 from newsdesk.webhooks import backoff, deliver_article
 from workers.celery_app import (
+    ANALYSIS_TASK,
+    RUN_ORDER,
     WEBHOOK_TASK,
     CeleryBrokerView,
+    QueueLayout,
     create_celery,
-    enqueue_analysis,
+    enqueue_analyses,
     enqueue_webhook,
 )
-from workers.pipeline import Analyzers, patiently, run_analysis
+from workers.pipeline import Analyzers, patiently, run_analyses
 from workers.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
 
 settings = Settings.from_env()
 app = create_celery(settings)
+layout = QueueLayout.from_settings(settings)
 
 HEARTBEAT_SECONDS = 5.0
 
@@ -58,17 +62,32 @@ class _Runtime:
 runtime = _Runtime()
 
 
-def _analyse(task: Task, article_id: str, name: str) -> None:
-    with logs.bound(task_id=task.request.id, article_id=article_id, analysis=name):
-        run_analysis(
+@worker_process_init.connect
+def _warm_up(**_: Any) -> None:
+    """Load the stance model when a pool process starts, not inside the first article's analysis."""
+    try:
+        runtime.analyzers.scorer  # noqa: B018 - the property loads the model
+    except Exception:
+        log.exception("stance model not loaded; each stance analysis will try again, and fail")
+
+
+@app.task(name=ANALYSIS_TASK, bind=True)
+def analysis_task(self: Task, article_id: str, analyses: list[str]) -> None:
+    """Run the named analyses of one article (the ones its queue carries), in order."""
+    names = [name for name in analyses if name in RUN_ORDER]
+    with logs.bound(task_id=self.request.id, article_id=article_id):
+        outcome = run_analyses(
             runtime.store,
             runtime.analyzers,
             article_id,
-            name,
+            names,
             max_attempts=settings.max_attempts,
             store_patience=settings.task_time_limit / 2,
         )
-        patiently(lambda: _dispatch_webhook(article_id), within=settings.task_time_limit / 2)
+        # Only a finished article with a callback has a webhook to send; when nothing ran (a redelivered
+        # message), an earlier run may have died before sending it, so check.
+        if outcome.status is None or (outcome.status in TERMINAL and outcome.callback_url):
+            patiently(lambda: _dispatch_webhook(article_id), within=settings.task_time_limit / 2)
 
 
 def _dispatch_webhook(article_id: str) -> None:
@@ -84,21 +103,6 @@ def _dispatch_webhook(article_id: str) -> None:
         except Exception:
             runtime.store.move_webhook(article_id, "queued", "due")
             raise
-
-
-@app.task(name="analysis.summary", bind=True)
-def summary_task(self: Task, article_id: str) -> None:
-    _analyse(self, article_id, "summary")
-
-
-@app.task(name="analysis.stance", bind=True)
-def stance_task(self: Task, article_id: str) -> None:
-    _analyse(self, article_id, "stance")
-
-
-@app.task(name="analysis.duplicates", bind=True)
-def duplicates_task(self: Task, article_id: str) -> None:
-    _analyse(self, article_id, "duplicates")
 
 
 @app.task(name=WEBHOOK_TASK, bind=True, max_retries=None)
@@ -134,7 +138,7 @@ class WorkerDuties(bootsteps.StartStopStep):  # type: ignore[misc]
         self.store = Store.from_settings(settings)
         self.sweeper = Sweeper(
             self.store,
-            lambda analysis, article_id: enqueue_analysis(app, analysis, article_id),
+            lambda article_id, analyses: enqueue_analyses(app, layout, article_id, analyses),
             CeleryBrokerView(app, self.store.redis, settings),
             settings,
             on_finished=_dispatch_webhook,

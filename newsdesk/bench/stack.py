@@ -16,7 +16,7 @@ from newsdesk.embedded import EmbeddedRedis, free_port
 from newsdesk.seeds import add_seeds
 from newsdesk.settings import Settings
 from newsdesk.store import Seed, Store
-from workers.celery_app import QUEUES
+from workers.celery_app import QueueLayout
 
 KEY_PREFIX = "bench"
 # High enough that the benchmark's single client never meets it, so the limiter still runs (and costs what
@@ -119,5 +119,5 @@ class BenchStack:
             for start in range(0, len(batch), 1000):
                 client.delete(*batch[start : start + 1000])
         # The queues themselves, not kombu's bindings (a producer declares those once and remembers).
-        queues = [f"{KEY_PREFIX}:celery:{queue}" for queue in QUEUES]
+        queues = [f"{KEY_PREFIX}:celery:{queue}" for queue in QueueLayout.from_settings(self.settings).queues]
         client.delete(f"{KEY_PREFIX}:articles", f"{KEY_PREFIX}:pending", *queues)

@@ -276,7 +276,7 @@ def test_one_then_three_workers_analyse_every_article_and_three_are_faster(stack
         labels = (("analysis", analysis),)
         expected[("newsdesk_analysis_duration_seconds_count", labels)] = total
         expected[("newsdesk_analysis_results_total", (*labels, ("status", "done")))] = total
-        expected[("newsdesk_queue_depth", (("queue", analysis),))] = 0
+    expected[("newsdesk_queue_depth", (("queue", "analyses"),))] = 0
     expected[("newsdesk_articles_finished_total", (("status", "done"),))] = total
     expected[("newsdesk_workers", ())] = 3
     expected[("newsdesk_articles_unfinished", ())] = 0

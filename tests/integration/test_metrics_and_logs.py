@@ -64,14 +64,13 @@ def test_queue_depths_results_durations_and_task_ids_in_the_logs(
     sent: dict[str, Any] = {
         record.task_id: record for record in caplog.records if record.getMessage() == "task sent"
     }
-    assert len(sent) == 9
-    assert {(record.article_id, record.analysis) for record in sent.values()} == {
-        (article_id, analysis) for article_id in ids for analysis in ANALYSES
+    assert len(sent) == 3  # one message per article carries its three analyses
+    assert {(record.article_id, record.analyses) for record in sent.values()} == {
+        (article_id, "summary,duplicates,stance") for article_id in ids
     }
 
     waiting = scrape(client)  # no worker consumes this prefix's queues yet
-    for queue in ANALYSES:
-        assert waiting[("newsdesk_queue_depth", (("queue", queue),))] == 3
+    assert waiting[("newsdesk_queue_depth", (("queue", "analyses"),))] == 3
     assert waiting[("newsdesk_queue_depth", (("queue", "webhooks"),))] == 0
     assert waiting[("newsdesk_articles_unfinished", ())] == 3
     assert waiting[("newsdesk_workers", ())] == 0
@@ -88,17 +87,49 @@ def test_queue_depths_results_durations_and_task_ids_in_the_logs(
     )
 
     done = scrape(client)
+    assert done[("newsdesk_queue_depth", (("queue", "analyses"),))] == 0
     for analysis in ANALYSES:
-        assert done[("newsdesk_queue_depth", (("queue", analysis),))] == 0
         assert done[("newsdesk_analysis_results_total", (("analysis", analysis), ("status", "done")))] == 3
         assert done[("newsdesk_analysis_duration_seconds_count", (("analysis", analysis),))] == 3
         assert done[("newsdesk_analysis_duration_seconds_sum", (("analysis", analysis),))] > 0
     assert done[("newsdesk_articles_finished_total", (("status", "done"),))] == 3
     assert done[("newsdesk_workers", ())] == 1
 
-    # Each task the API sent shows up in the worker's log, on one line with its article.
+    # Each task the API sent shows up in the worker's log: a line per analysis, with its article.
     lines = worker.log_path.read_text(errors="replace").splitlines()
     for task_id, record in sent.items():
-        (line,) = [line for line in lines if f"task_id={task_id}" in line and 'event="analysis done"' in line]
-        assert re.search(rf"\barticle_id={record.article_id}\b", line)
-        assert f"analysis={record.analysis}" in line
+        done_lines = [
+            line for line in lines if f"task_id={task_id}" in line and 'event="analysis done"' in line
+        ]
+        assert len(done_lines) == 3
+        for line, analysis in zip(done_lines, record.analyses.split(","), strict=True):
+            assert re.search(rf"\barticle_id={record.article_id}\b", line)
+            assert f"analysis={analysis}" in line
+
+
+def test_stance_on_a_queue_of_its_own_is_taken_by_its_own_worker(
+    own_prefix: Settings, start_worker: Callable[..., ServiceProcess]
+) -> None:
+    split = Settings.from_env({}, **{**own_prefix.__dict__, "analysis_queues": "stance=stance"})
+    store = Store.from_settings(split)
+    client = create_app(split, store=store).test_client()
+    ids = [client.post("/v1/articles", json={"text": TEXT}).get_json()["id"] for _ in range(2)]
+    waiting = scrape(client)
+    assert waiting[("newsdesk_queue_depth", (("queue", "analyses"),))] == 2
+    assert waiting[("newsdesk_queue_depth", (("queue", "stance"),))] == 2
+
+    env = {"NEWSDESK_KEY_PREFIX": split.key_prefix, "NEWSDESK_ANALYSIS_QUEUES": "stance=stance"}
+    general = start_worker(concurrency=1, env={**env, "NEWSDESK_WORKER_QUEUES": "analyses,webhooks"})
+    wait_for(
+        lambda: all(store.get_article(i).analyses["duplicates"].status == "done" for i in ids),  # type: ignore[union-attr]
+        60,
+        "summary and duplicates",
+        general,
+    )
+    assert {store.get_article(i).analyses["stance"].status for i in ids} == {"queued"}  # type: ignore[union-attr]
+    stance_worker = start_worker(concurrency=1, env={**env, "NEWSDESK_WORKER_QUEUES": "stance"})
+    wait_for(lambda: store.pending_count() == 0, 60, "stance", stance_worker)
+    assert {store.get_article(i).status for i in ids} == {"done"}  # type: ignore[union-attr]
+    lines = stance_worker.log_path.read_text(errors="replace").splitlines()
+    assert sum('event="analysis done"' in line and "analysis=stance" in line for line in lines) == 2
+    assert not any("analysis=summary" in line for line in lines)

@@ -28,7 +28,7 @@ from tests.unit.deploy.compose import (
     interpolate,
     seconds,
 )
-from workers.celery_app import QUEUES
+from workers.celery_app import QueueLayout
 
 SERVICES = compose()["services"]
 PASSWORD = {"REDIS_PASSWORD": "s3cret"}
@@ -136,14 +136,27 @@ def test_workers_scale_and_shut_down_warm() -> None:
     assert "NEWSDESK_WORKER_QUEUES" not in SERVICES["worker"]["environment"]  # every queue
     dedicated = SERVICES["worker-stance"]
     assert dedicated["environment"]["NEWSDESK_WORKER_QUEUES"] == "stance"
-    assert set(dedicated["environment"]["NEWSDESK_WORKER_QUEUES"].split(",")) <= set(QUEUES)
+    # ...a queue that exists once stance travels on its own (NEWSDESK_ANALYSIS_QUEUES, set in .env)
+    split = QueueLayout.from_settings(Settings(analysis_queues="stance=stance"))
+    assert set(dedicated["environment"]["NEWSDESK_WORKER_QUEUES"].split(",")) <= set(split.queues)
     assert dedicated["deploy"]["replicas"] == 0  # started with --scale worker-stance=N
 
 
 def test_worker_refuses_an_unknown_queue() -> None:
-    result = CliRunner().invoke(main, ["worker"], env={"NEWSDESK_WORKER_QUEUES": "stance,nope"})
+    result = CliRunner().invoke(
+        main,
+        ["worker"],
+        env={"NEWSDESK_WORKER_QUEUES": "stance,nope", "NEWSDESK_ANALYSIS_QUEUES": "stance=stance"},
+    )
     assert result.exit_code == 2
-    assert "unknown queues nope" in result.output
+    assert "unknown queues nope;" in result.output
+
+
+def test_a_stance_worker_needs_stance_on_its_own_queue() -> None:
+    result = CliRunner().invoke(main, ["worker", "--queues", "stance"], env={"NEWSDESK_ANALYSIS_QUEUES": ""})
+    assert result.exit_code == 2
+    assert "unknown queues stance;" in result.output
+    assert "NEWSDESK_ANALYSIS_QUEUES" in result.output
 
 
 def test_monitoring_profile_scrapes_the_api() -> None:

@@ -11,7 +11,7 @@ from newsdesk.settings import Settings
 from newsdesk.store import NewArticle, Store
 from workers.analysis import duplicates
 from workers.analysis.stance import LexiconScorer
-from workers.pipeline import Analyzers, run_analysis
+from workers.pipeline import Analyzers, RunOutcome, run_analyses, run_analysis
 
 SEEDS = Path(__file__).resolve().parents[3] / "seeds"
 WIRE = SEEDS / "000_9e29d44066a107d1.txt"
@@ -95,3 +95,41 @@ def test_stale_sketches_are_renewed_from_the_seed_text(store: Store, analyzers: 
     assert result["matches"][0]["seed_id"] == WIRE.stem  # type: ignore[index]
     _, sketches = store.seed_sketches_since(0)
     assert dict(sketches)[WIRE.stem] == duplicates.sketch(text)
+
+
+def test_one_run_does_every_analysis_and_reads_the_article_once(
+    store: Store, analyzers: Analyzers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    article_id = store.create_article(
+        NewArticle(text=WIRE.read_text(encoding="utf-8"), callback_url="https://hooks.example.com/x")
+    ).article_id
+    reads: list[str] = []
+    read = store.get_article
+    monkeypatch.setattr(store, "get_article", lambda wanted: reads.append(wanted) or read(wanted))
+    outcome = run_analyses(store, analyzers, article_id, ["summary", "duplicates", "stance"])
+    assert outcome == RunOutcome("done", "https://hooks.example.com/x")
+    assert reads == [article_id]
+    article = read(article_id)
+    assert article is not None
+    assert {state.status for state in article.analyses.values()} == {"done"}
+    # A redelivered message finds everything done: nothing runs, nothing is read.
+    assert run_analyses(store, analyzers, article_id, ["summary", "duplicates", "stance"]) == RunOutcome(
+        None, None
+    )
+    assert reads == [article_id]
+
+
+def test_a_failing_analysis_keeps_the_results_before_and_after_it(store: Store, settings: Settings) -> None:
+    class BrokenScorer:
+        version = "broken"
+
+        def predict(self, items: object) -> object:
+            raise ValueError("model file unreadable")
+
+    broken = Analyzers(settings, store, scorer=BrokenScorer())  # type: ignore[arg-type]
+    article_id = store.create_article(NewArticle(text=WIRE.read_text(encoding="utf-8"))).article_id
+    assert run_analyses(store, broken, article_id, ["summary", "stance", "duplicates"]).status == "failed"
+    article = store.get_article(article_id)
+    assert article is not None
+    statuses = {name: state.status for name, state in article.analyses.items()}
+    assert statuses == {"summary": "done", "stance": "failed", "duplicates": "done"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import pytest
 
@@ -14,11 +15,13 @@ from workers.sweeper import Sweeper
 
 
 class RecordingEnqueue:
+    """Records (analysis, article id) for each analysis sent."""
+
     def __init__(self) -> None:
         self.sent: list[tuple[str, str]] = []
 
-    def __call__(self, analysis: str, article_id: str) -> None:
-        self.sent.append((analysis, article_id))
+    def __call__(self, article_id: str, analyses: Sequence[str]) -> None:
+        self.sent += [(analysis, article_id) for analysis in analyses]
 
 
 class FixedBroker:
@@ -27,7 +30,7 @@ class FixedBroker:
     def __init__(
         self, depths: dict[str, int] | None = None, held: set[tuple[str, str]] | None = None
     ) -> None:
-        self.depths = depths or {"summary": 0, "stance": 0, "duplicates": 0}
+        self.depths = depths or {"analyses": 0, "webhooks": 0}
         self.held_messages = held or set()
 
     def queue_depths(self) -> dict[str, int]:
@@ -118,10 +121,21 @@ def test_backlogged_and_held_analyses_are_left_alone(store: Store, fast_settings
     article_id = store.create_article(NewArticle(text="Words here.")).article_id
     store.start_analysis(article_id, "summary")  # running, stalled: its worker is gone
     time.sleep(0.1)
-    broker = FixedBroker({"summary": 0, "stance": 40, "duplicates": 0}, held={("duplicates", article_id)})
-    Sweeper(store, enqueue, broker, fast_settings).sweep_once()
+    split = Settings.from_env({}, **{**fast_settings.__dict__, "analysis_queues": "stance=stance"})
+    broker = FixedBroker({"analyses": 0, "stance": 40, "webhooks": 0}, held={("duplicates", article_id)})
+    Sweeper(store, enqueue, broker, split).sweep_once()
     # stance waits its turn in a backlog; a worker has taken the duplicates message; summary is lost
     assert enqueue.sent == [("summary", article_id)]
+
+
+def test_a_backlog_on_the_shared_queue_holds_every_analysis_back(
+    store: Store, fast_settings: Settings
+) -> None:
+    enqueue = RecordingEnqueue()
+    store.create_article(NewArticle(text="Words here."))
+    time.sleep(0.1)
+    Sweeper(store, enqueue, FixedBroker({"analyses": 5, "webhooks": 0}), fast_settings).sweep_once()
+    assert enqueue.sent == []
 
 
 def _finished_with_callback(store: Store) -> str:
