@@ -137,7 +137,15 @@ def _numbers(text: str) -> list[int]:
     type=click.Path(path_type=Path),
     help="Holds news_corpus/news_corpus.jsonl [../shared/data]; without it: seeds/ and synthetic text.",
 )
-@click.option("--articles", default=None, type=int, help="Articles per measurement [200].")
+@click.option(
+    "--articles", default=None, type=int, help="Articles per analysis, API and latency measurement [200]."
+)
+@click.option(
+    "--backlog",
+    default=None,
+    type=int,
+    help="Articles queued, then drained by the workers, and run through the bare loop [400].",
+)
 @click.option("--quick", is_flag=True, help="Tiny sizes: checks that everything runs; figures mean little.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
 def bench(
@@ -146,6 +154,7 @@ def bench(
     worker_counts: str,
     data_dir: Path | None,
     articles: int | None,
+    backlog: int | None,
     quick: bool,
     as_json: bool,
 ) -> None:
@@ -168,6 +177,8 @@ def bench(
         overrides["data_dir"] = data_dir
     if articles is not None:
         overrides["articles"] = articles
+    if backlog is not None:
+        overrides["backlog_articles"] = backlog
     options = BenchOptions.quick(**overrides) if quick else BenchOptions(**overrides)
     report = run_bench(options)
     click.echo(report.to_json() if as_json else report.to_table())

@@ -114,3 +114,12 @@ def wait_until(
                 raise RuntimeError(f"{child.name} exited while waiting for {what}:\n{child.log_tail()}")
         time.sleep(0.05)
     raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, all) CPU seconds of every core since boot, from /proc/stat: over an interval, the share of the
+    cores that something (these processes or anyone else's on a shared machine) kept busy."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, idle, iowait, irq, softirq, steal = fields
+    busy = user + nice + system + irq + softirq + steal
+    return busy / _CLOCK_TICKS, (busy + idle + iowait) / _CLOCK_TICKS

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -16,13 +17,14 @@ from newsdesk.embedded import EmbeddedRedis, free_port
 from newsdesk.seeds import add_seeds
 from newsdesk.settings import Settings
 from newsdesk.store import Seed, Store
-from workers.celery_app import QueueLayout
+from workers.celery_app import QueueLayout, create_celery
 
 KEY_PREFIX = "bench"
 # High enough that the benchmark's single client never meets it, so the limiter still runs (and costs what
 # it costs) on every request.
 RATE_LIMIT = "1000000/minute"
 HEARTBEAT_WAIT_S = 60.0
+CONTROL_REPLY_S = 10.0
 
 
 class BenchStack:
@@ -105,6 +107,41 @@ class BenchStack:
             started,
         )
         return started
+
+    @property
+    def redis_pid(self) -> int | None:
+        """The embedded Redis server's process (None with an outside Redis)."""
+        process = self._redis.process if self._redis is not None else None
+        return process.pid if process is not None else None
+
+    @contextlib.contextmanager
+    def workers_held(self) -> Iterator[None]:
+        """The running workers take no message from any queue (the layout's, whatever tasks they carry)
+        until the block ends; messages sent meanwhile wait in Redis. Celery remote control: each worker stops
+        consuming (`cancel_consumer`) and then resumes (`add_consumer`), and every one must confirm both.
+        """
+        control = create_celery(self.settings).control
+        queues = QueueLayout.from_settings(self.settings).queues
+        try:
+            for queue in queues:
+                self._confirmed(control.cancel_consumer(queue, **self._reply_options()), "cancel", queue)
+            yield
+        finally:
+            for queue in queues:
+                self._confirmed(control.add_consumer(queue, **self._reply_options()), "add", queue)
+            control.app.close()
+
+    def _reply_options(self) -> dict[str, object]:
+        return {"reply": True, "limit": len(self.workers), "timeout": CONTROL_REPLY_S}
+
+    def _confirmed(self, replies: list[dict[str, dict[str, str]]] | None, action: str, queue: str) -> None:
+        answers = {name: answer for reply in replies or [] for name, answer in reply.items()}
+        refused = {name: answer for name, answer in answers.items() if "ok" not in answer}
+        if len(answers) < len(self.workers) or refused:
+            raise RuntimeError(
+                f"{action}_consumer {queue!r}: {len(answers)} of {len(self.workers)} workers answered "
+                f"{answers} within {CONTROL_REPLY_S} s"
+            )
 
     def stop_workers(self) -> None:
         for worker in self.workers:

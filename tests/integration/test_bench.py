@@ -7,11 +7,14 @@ import json
 import math
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from newsdesk.bench.endtoend import analysis_window, started_count, submit_all, unfinished, wait_done
 from newsdesk.bench.report import Report, Row
+from newsdesk.bench.stack import BenchStack
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,6 +48,7 @@ def test_quick_bench_reports_every_part_with_positive_figures(tmp_path: Path) ->
         "duplicates, real-size articles",
         "API submissions accepted",
         "articles analysed, 2 worker processes",
+        "articles analysed, 2 worker processes, submitted while they run",
         "submission->done at light load, 2 processes",
         "submission->done at saturation, 2 processes",
         "bare loop, 2 processes",
@@ -58,6 +62,20 @@ def test_quick_bench_reports_every_part_with_positive_figures(tmp_path: Path) ->
         "peak RSS, worker process",
     ):
         assert expected in measures, (expected, sorted(measures))
+
+    # Throughput is taken on one backlog (6 articles in quick mode), drained and submitted while the workers
+    # run, and the bare loop runs on the same articles.
+    by_measure = {row["measure"]: row for row in rows}
+    drained = by_measure["articles analysed, 2 worker processes"]
+    concurrent = by_measure["articles analysed, 2 worker processes, submitted while they run"]
+    bare = by_measure["bare loop, 2 processes"]
+    assert drained["extra"]["articles"] == concurrent["extra"]["articles"] == bare["extra"]["articles"] == 6
+    assert drained["extra"]["failed"] == concurrent["extra"]["failed"] == 0
+    assert drained["extra"]["api_cpu_ms_per_article"] == 0  # nothing submitted during the drain
+    assert "API and workers share the cores" in concurrent["detail"]
+    ratio = by_measure["2 worker processes / bare loop"]
+    assert ratio["value"] == pytest.approx(100 * drained["value"] / bare["value"], rel=0.01)
+    assert ratio["extra"]["cpu_ratio"] > 0
 
     # The same rows as the table `newsdesk bench` prints without --json.
     table = Report([Row(**row) for row in rows], report["context"]).to_table()
@@ -86,3 +104,19 @@ def test_unknown_part_is_refused() -> None:
     )
     assert finished.returncode == 2
     assert "nonsense" in finished.stderr
+
+
+def test_held_workers_take_no_article_until_released() -> None:
+    texts = [path.read_text(encoding="utf-8") for path in sorted((ROOT / "seeds").glob("*.txt"))[:3]]
+    with BenchStack() as stack:
+        stack.start_api()
+        stack.start_workers(1)
+        with stack.workers_held():
+            ids = submit_all(stack, texts).article_ids
+            time.sleep(1.5)  # a worker still taking messages would have started the first by now
+            assert started_count(stack, ids) == 0
+            assert unfinished(stack, ids) == len(texts)
+        wait_done(stack, ids, 120)
+        finished, failed, seconds = analysis_window(stack, ids)
+    assert (finished, failed) == (len(texts), 0)
+    assert seconds > 0
