@@ -3,30 +3,43 @@
 The API runs as several gunicorn processes (in one or several containers) and the workers as several
 Celery processes, each in its own container; Prometheus scrapes one API process at a time. Figures kept
 in process memory would show one process's share, differently at each scrape. Here every process adds
-to one hash per metric in Redis (one pipelined round trip per event), and `/metrics` (service/metrics.py)
-reads the totals back, whichever API process answers.
+to one hash per metric in Redis, and `/metrics` (service/metrics.py) reads the totals back, whichever API
+process answers.
 
-Recording never raises: an event whose figures cannot be written (Redis down) is dropped, and writes
-pause for a few seconds so that requests failing on Redis do not wait on it twice.
+A round trip per event would cost a request a good share of its CPU, so each process adds its events up
+in memory and a background thread writes the sums about once a second (FLUSH_INTERVAL), in one
+MULTI/EXEC, and once more at exit. A scrape writes its own process's sums first, so the figures lag the
+events by at most about a second. The thread is started by the first event of each process (a thread
+does not survive a fork, and a forked child forgets its parent's unwritten sums: the parent writes
+those).
+
+Recording never raises and never waits on Redis. Sums that cannot be written (Redis down) are kept, one
+per series, and written with the next successful flush. A process killed outright (SIGKILL) loses the
+sums it had not written: normally its last second of events.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import math
+import os
+import threading
 import time
+import weakref
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
+from celery.signals import worker_process_shutdown
 
 log = logging.getLogger(__name__)
 
-# After a failed write, skip writes for this long (seconds).
-PAUSE_AFTER_FAILURE = 5.0
+# Seconds between two writes of a process's sums to Redis.
+FLUSH_INTERVAL = 1.0
 _SEPARATOR = "\n"  # between a field's label values (JSON, so never a raw newline) and its suffix
 
 Labels = tuple[str, ...]
@@ -124,30 +137,67 @@ class MetricsRecorder:
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self.client = client
         self.prefix = prefix
-        self._paused_until = 0.0
+        self._lock = threading.Lock()
+        self._sums: dict[tuple[str, str], float] = {}  # (metric, field) -> amount not yet written
+        self._failing = False  # the last flush failed: an outage is logged once, not at every retry
+        _RECORDERS.add(self)
 
     def key(self, metric: str) -> str:
         return f"{self.prefix}:metrics:{metric}"
 
     def record(self, *updates: Sequence[Update]) -> None:
-        """Apply the updates (from `.inc()` / `.observe()`) in one round trip; never raises."""
-        if time.monotonic() < self._paused_until:
-            return
-        try:
-            pipe = self.client.pipeline(transaction=False)
+        """Add the updates (from `.inc()` / `.observe()`) to the sums the flusher writes; never raises."""
+        with self._lock:
             for group in updates:
                 for update in group:
-                    if isinstance(update.amount, int):  # counts; sums are floats
-                        pipe.hincrby(self.key(update.metric), update.field, update.amount)
-                    else:
-                        pipe.hincrbyfloat(self.key(update.metric), update.field, update.amount)
+                    series = (update.metric, update.field)
+                    self._sums[series] = self._sums.get(series, 0) + update.amount
+            _UNWRITTEN.add(self)
+        _start_flusher()
+
+    def flush(self) -> bool:
+        """Write the sums recorded so far in one transaction; False (and kept for the next flush) when
+        Redis cannot be reached. Never raises."""
+        with self._lock:
+            sums, self._sums = self._sums, {}
+            _UNWRITTEN.discard(self)  # back by the next record(), or below if this write fails
+        if not sums:
+            return True
+        try:
+            # All of them or none, so that a failed flush is kept whole for the next one.
+            pipe = self.client.pipeline(transaction=True)
+            for (metric, field), amount in sums.items():
+                if isinstance(amount, int):  # counts; sums of observed values are floats
+                    pipe.hincrby(self.key(metric), field, amount)
+                else:
+                    pipe.hincrbyfloat(self.key(metric), field, amount)
             pipe.execute()
         except redis.RedisError as error:
-            self._paused_until = time.monotonic() + PAUSE_AFTER_FAILURE
-            log.warning("metrics not recorded", extra={"error": type(error).__name__})
+            with self._lock:
+                for series, amount in sums.items():
+                    self._sums[series] = self._sums.get(series, 0) + amount
+                _UNWRITTEN.add(self)
+            if not self._failing:
+                log.warning(
+                    "metrics not written, kept for the next try", extra={"error": type(error).__name__}
+                )
+            self._failing = True
+            return False
+        self._failing = False
+        return True
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: the parent writes the sums it had, so the child starts from none, with a
+        lock that no thread of the parent can be holding."""
+        self._lock = threading.Lock()
+        self._sums = {}
 
     def read(self) -> tuple[dict[str, dict[Labels, float]], dict[str, dict[Labels, HistogramValue]]]:
-        """Every counter and histogram: ({counter: {labels: total}}, {histogram: {labels: value}})."""
+        """Every counter and histogram: ({counter: {labels: total}}, {histogram: {labels: value}}).
+
+        This process's own sums are written first; other processes' are at most FLUSH_INTERVAL behind.
+        """
+        self.flush()
         pipe = self.client.pipeline(transaction=False)
         for spec in (*COUNTERS, *HISTOGRAMS):
             pipe.hgetall(self.key(spec.name))
@@ -161,6 +211,59 @@ class MetricsRecorder:
             for spec, fields in zip(HISTOGRAMS, raw[len(COUNTERS) :], strict=True)
         }
         return counters, histograms
+
+
+# Every recorder of this process (to reset them in a forked child), and those with sums to write, held
+# here until they are written even when nothing else holds the recorder any more.
+_RECORDERS: weakref.WeakSet[MetricsRecorder] = weakref.WeakSet()
+_UNWRITTEN: set[MetricsRecorder] = set()
+_flusher_pid = 0  # the process whose flusher thread runs (0: none yet)
+_flusher_lock = threading.Lock()
+
+
+def flush_all() -> None:
+    """Write every recorder's sums now (at exit, and for tests that do not wait for the flusher)."""
+    for recorder in list(_UNWRITTEN):
+        recorder.flush()
+
+
+def _start_flusher() -> None:
+    """Start this process's flusher thread unless it runs: a forked child has none until it records."""
+    global _flusher_pid  # noqa: PLW0603 - one flusher per process, whichever recorder starts it
+    if _flusher_pid == os.getpid():
+        return
+    with _flusher_lock:
+        if _flusher_pid == os.getpid():
+            return
+        _flusher_pid = os.getpid()
+        threading.Thread(target=_flush_forever, name="metrics-flusher", daemon=True).start()
+
+
+def _flush_forever() -> None:
+    while True:  # a daemon thread: it ends with its process, whose exit flushes once more
+        time.sleep(FLUSH_INTERVAL)
+        try:
+            flush_all()
+        except Exception:  # a bug must not stop every later flush of the process
+            log.exception("metrics flush failed")
+
+
+def _forget_parent_sums() -> None:
+    global _flusher_lock  # noqa: PLW0603 - a parent's thread may have held it at the fork
+    _flusher_lock = threading.Lock()
+    for recorder in list(_RECORDERS):
+        recorder.forget_after_fork()
+    _UNWRITTEN.clear()
+
+
+def _flush_at_pool_process_exit(**_: object) -> None:
+    flush_all()
+
+
+os.register_at_fork(after_in_child=_forget_parent_sums)
+atexit.register(flush_all)
+# Celery's pool processes end with os._exit, which skips atexit; Celery sends this signal just before.
+worker_process_shutdown.connect(_flush_at_pool_process_exit, weak=False)
 
 
 def _labels(field: bytes | str) -> Labels:

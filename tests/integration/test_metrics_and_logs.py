@@ -7,7 +7,11 @@ depths counted before a worker starts are this test's alone.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,6 +20,7 @@ import pytest
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from newsdesk.metrics import ARTICLES_FINISHED, FLUSH_INTERVAL, MetricsRecorder
 from newsdesk.settings import Settings
 from newsdesk.store import ANALYSES, Store
 from service.app import create_app
@@ -78,12 +83,14 @@ def test_queue_depths_results_durations_and_task_ids_in_the_logs(
 
     worker = start_worker(concurrency=1, env={"NEWSDESK_KEY_PREFIX": own_prefix.key_prefix})
     wait_for(lambda: store.pending_count() == 0, 120, "the articles to finish", worker)
+    # The worker writes its figures about once a second.
     wait_for(
-        lambda: (
-            scrape(client).get(("newsdesk_analysis_duration_seconds_count", (("analysis", "stance"),))) == 3
+        lambda: all(
+            scrape(client).get(("newsdesk_analysis_duration_seconds_count", (("analysis", analysis),))) == 3
+            for analysis in ANALYSES
         ),
         10,
-        "the last duration",
+        "the last durations",
     )
 
     done = scrape(client)
@@ -133,3 +140,36 @@ def test_stance_on_a_queue_of_its_own_is_taken_by_its_own_worker(
     lines = stance_worker.log_path.read_text(errors="replace").splitlines()
     assert sum('event="analysis done"' in line and "analysis=stance" in line for line in lines) == 2
     assert not any("analysis=summary" in line for line in lines)
+
+
+@pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")  # forking with the flusher thread running
+def test_a_forked_child_writes_its_own_figures_and_not_its_parents(own_prefix: Settings) -> None:
+    recorder = MetricsRecorder(Store.from_settings(own_prefix).redis, own_prefix.key_prefix)
+    key, field = recorder.key(ARTICLES_FINISHED.name), '["done"]'
+    recorder.record(ARTICLES_FINISHED.inc("done"))  # not written yet
+    pid = os.fork()
+    if pid == 0:  # the child: no flush of its own, so only a flusher thread of its own can write
+        recorder.record(ARTICLES_FINISHED.inc("done", amount=10))
+        deadline = time.monotonic() + 5 * FLUSH_INTERVAL
+        while time.monotonic() < deadline:
+            if int(recorder.client.hget(key, field) or 0) >= 10:
+                os._exit(0)
+            time.sleep(0.05)
+        os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the child's figures were not written"
+    recorder.flush()
+    assert int(recorder.client.hget(key, field) or 0) == 11  # the parent's one event counted once
+
+
+def test_a_process_writes_its_last_figures_as_it_exits(own_prefix: Settings) -> None:
+    program = (
+        "import sys; from newsdesk.metrics import ARTICLES_FINISHED; from newsdesk.settings import Settings; "
+        "from newsdesk.store import Store; "
+        "Store.from_settings(Settings.from_env()).metrics.record(ARTICLES_FINISHED.inc('failed')); "
+        "sys.exit(0)"
+    )
+    env = {**os.environ, "REDIS_URL": own_prefix.redis_url, "NEWSDESK_KEY_PREFIX": own_prefix.key_prefix}
+    subprocess.run([sys.executable, "-c", program], env=env, check=True, timeout=60)
+    store = Store.from_settings(own_prefix)
+    assert store.redis.hget(store.metrics.key(ARTICLES_FINISHED.name), '["failed"]') == b"1"

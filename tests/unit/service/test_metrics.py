@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any
 
 import fakeredis
 import pytest
+from celery.signals import worker_process_shutdown
 from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from werkzeug.test import TestResponse
 
-from newsdesk.metrics import ANALYSIS_DURATION, MetricsRecorder
+from newsdesk.metrics import (
+    ANALYSIS_DURATION,
+    ANALYSIS_RESULTS,
+    ARTICLES_FINISHED,
+    FLUSH_INTERVAL,
+    MetricsRecorder,
+)
 from newsdesk.settings import Settings
 from newsdesk.store import Store
 from service.app import create_app
@@ -180,11 +189,49 @@ def test_histogram_buckets_count_a_value_at_its_upper_bound() -> None:
     assert value.sum == pytest.approx(202.0101)
 
 
-def test_recording_never_raises_and_pauses_after_a_failure() -> None:
+def test_figures_that_cannot_be_written_are_kept_and_written_once_redis_is_back() -> None:
     server = fakeredis.FakeServer()
     recorder = MetricsRecorder(fakeredis.FakeRedis(server=server), "unit")
     server.connected = False
-    recorder.record(ANALYSIS_DURATION.observe(1.0, "summary"))  # dropped, not raised
+    recorder.record(ANALYSIS_DURATION.observe(1.0, "summary"))  # never raises
+    assert recorder.flush() is False  # nor does a failed write
+    recorder.record(ANALYSIS_DURATION.observe(2.0, "summary"))
     server.connected = True
-    recorder.record(ANALYSIS_DURATION.observe(1.0, "summary"))  # within the pause: skipped
-    assert recorder.read()[1][ANALYSIS_DURATION.name] == {}
+    _, histograms = recorder.read()
+    value = histograms[ANALYSIS_DURATION.name][("summary",)]
+    assert value.count == 2  # each event once: the failed flush wrote none of its sums
+    assert value.sum == pytest.approx(3.0)
+
+
+def test_recording_sums_events_in_memory_until_a_flush() -> None:
+    client = fakeredis.FakeRedis()
+    recorder = MetricsRecorder(client, "unit")
+    for _ in range(3):
+        recorder.record(ANALYSIS_RESULTS.inc("stance", "done"))
+    key = recorder.key(ANALYSIS_RESULTS.name)
+    field = '["stance","done"]'
+    assert recorder.flush() is True
+    assert client.hget(key, field) == b"3"
+    assert recorder.flush() is True  # nothing new: nothing added twice
+    assert client.hget(key, field) == b"3"
+
+
+def test_the_flusher_thread_writes_recorded_figures_within_about_a_second() -> None:
+    client = fakeredis.FakeRedis()
+    recorder = MetricsRecorder(client, "unit")
+    recorder.record(ARTICLES_FINISHED.inc("done"))
+    key = recorder.key(ARTICLES_FINISHED.name)
+    deadline = time.monotonic() + 5 * FLUSH_INTERVAL
+    while client.hget(key, '["done"]') is None:
+        assert time.monotonic() < deadline, "the flusher thread wrote nothing"
+        time.sleep(0.05)
+    assert client.hget(key, '["done"]') == b"1"
+
+
+def test_a_celery_pool_process_writes_its_figures_as_it_exits() -> None:
+    """Pool processes end with os._exit (no atexit): Celery's shutdown signal, sent just before, flushes."""
+    client = fakeredis.FakeRedis()
+    recorder = MetricsRecorder(client, "unit")
+    recorder.record(ARTICLES_FINISHED.inc("failed"))
+    worker_process_shutdown.send(sender=None, pid=os.getpid(), exitcode=0)
+    assert client.hget(recorder.key(ARTICLES_FINISHED.name), '["failed"]') == b"1"
