@@ -39,6 +39,14 @@ class IdempotencyConflict(Exception):
         self.article_id = article_id
 
 
+class BacklogFull(Exception):
+    """Storing the articles would take the unfinished ones over the bound; nothing was stored."""
+
+    def __init__(self, waiting: int) -> None:
+        super().__init__(waiting)
+        self.waiting = waiting  # unfinished articles when the submission was refused
+
+
 @dataclass(frozen=True, slots=True)
 class NewArticle:
     text: str
@@ -192,8 +200,10 @@ def content_digest(payload: Mapping[str, Any]) -> str:
 
 # Creates the article, its listing entries and its place among the unfinished articles, or returns the
 # article an Idempotency-Key already names (while that article still exists: one deleted or expired
-# frees its key). KEYS: article, articles, pending, owner's articles, owners, sequence[, idempotency key].
-# ARGV: id, now (ms), digest, idempotency TTL, article key prefix, owner, fields...
+# frees its key). A new article that would take the unfinished ones over the bound is refused, in the
+# same step as the count, so concurrent submissions cannot all pass one count: {-1, unfinished}.
+# KEYS: article, articles, pending, owner's articles, owners, sequence[, idempotency key].
+# ARGV: id, now (ms), digest, idempotency TTL, article key prefix, owner, bound (-1: none), fields...
 _CREATE = """
 if #KEYS == 7 then
   local existing = redis.call('GET', KEYS[7])
@@ -202,7 +212,12 @@ if #KEYS == 7 then
     if redis.call('EXISTS', ARGV[5] .. id) == 1 then return {0, existing} end
   end
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 7))
+local bound = tonumber(ARGV[7])
+if bound >= 0 then
+  local waiting = redis.call('ZCARD', KEYS[3])
+  if waiting + 1 > bound then return {-1, tostring(waiting)} end
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 8))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 local seq = redis.call('INCR', KEYS[6]) % 1000
@@ -216,11 +231,12 @@ return {1, ARGV[1] .. '|' .. ARGV[3]}
 """
 
 # A batch in one step: its record, its items in order (an article id, or '!' and the rejection), and
-# every accepted article with its listing entries, so a batch is never stored half-way.
+# every accepted article with its listing entries, so a batch is never stored half-way. Like _CREATE, a
+# new batch whose articles would take the unfinished ones over the bound is refused: {-1, unfinished}.
 # KEYS: batch, batch items, articles, pending, owner's articles, owners, sequence[, idempotency key].
 # ARGV: batch id, now (ms), digest, idempotency TTL, batch key prefix, owner, result TTL,
-# article key prefix, number of batch fields, batch fields..., then per item either
-# 'a', article id, number of fields, fields... or 'r', rejection JSON.
+# article key prefix, bound (-1: none), accepted articles, number of batch fields, batch fields...,
+# then per item either 'a', article id, number of fields, fields... or 'r', rejection JSON.
 _CREATE_BATCH = """
 if #KEYS == 8 then
   local existing = redis.call('GET', KEYS[8])
@@ -229,9 +245,14 @@ if #KEYS == 8 then
     if redis.call('EXISTS', ARGV[5] .. id) == 1 then return {0, existing} end
   end
 end
-local fields = tonumber(ARGV[9])
-redis.call('HSET', KEYS[1], unpack(ARGV, 10, 9 + fields))
-local i = 10 + fields
+local bound = tonumber(ARGV[9])
+if bound >= 0 then
+  local waiting = redis.call('ZCARD', KEYS[4])
+  if waiting + tonumber(ARGV[10]) > bound then return {-1, tostring(waiting)} end
+end
+local fields = tonumber(ARGV[11])
+redis.call('HSET', KEYS[1], unpack(ARGV, 12, 11 + fields))
+local i = 12 + fields
 while i <= #ARGV do
   if ARGV[i] == 'a' then
     local id, count = ARGV[i + 1], tonumber(ARGV[i + 2])
@@ -507,11 +528,17 @@ class Store:
 
     # articles
     def create_article(
-        self, article: NewArticle, *, idempotency_key: str | None = None, digest: str = ""
+        self,
+        article: NewArticle,
+        *,
+        idempotency_key: str | None = None,
+        digest: str = "",
+        max_backlog: int | None = None,
     ) -> Submission:
         """Store a new article with every analysis queued; an Idempotency-Key seen before returns its article.
 
-        Raises IdempotencyConflict when the key was used for a request with a different digest.
+        Raises IdempotencyConflict when the key was used for a request with a different digest, and
+        BacklogFull (storing nothing) when a new article would make more than `max_backlog` unfinished.
         """
         article_id = uuid.uuid4().hex
         now_ms = _now_ms()  # the listing's time and created_at agree to the millisecond
@@ -527,9 +554,12 @@ class Store:
                 self.idempotency_ttl,
                 self._article_key(""),
                 article.owner,
+                -1 if max_backlog is None else max_backlog,
                 *_article_fields(article_id, article, _iso(now_ms)),
             ],
         )
+        if created == -1:
+            raise BacklogFull(int(stored))
         existing_id, _, existing_digest = stored.decode().partition("|")
         if not created and existing_digest != digest:
             raise IdempotencyConflict(existing_id)
@@ -542,10 +572,12 @@ class Store:
         *,
         idempotency_key: str | None = None,
         digest: str = "",
+        max_backlog: int | None = None,
     ) -> BatchSubmission:
         """Store a batch and all its accepted articles in one step; rejected items keep their reasons.
 
-        An Idempotency-Key seen before returns its batch; with another digest, IdempotencyConflict.
+        An Idempotency-Key seen before returns its batch; with another digest, IdempotencyConflict. A new
+        batch whose articles would make more than `max_backlog` unfinished raises BacklogFull.
         """
         batch_id = uuid.uuid4().hex
         now_ms = _now_ms()
@@ -567,6 +599,8 @@ class Store:
             owner,
             self.result_ttl,
             self._article_key(""),
+            -1 if max_backlog is None else max_backlog,
+            accepted,
             2 * len(record),
             *(str(value) for pair in record.items() for value in pair),
         ]
@@ -584,6 +618,8 @@ class Store:
         if idempotency_key is not None:
             keys.append(self._idempotency_key("batch:", owner, idempotency_key))
         created, stored = self._create_batch(keys=keys, args=args)
+        if created == -1:
+            raise BacklogFull(int(stored))
         existing_id, _, existing_digest = stored.decode().partition("|")
         if not created and existing_digest != digest:
             raise IdempotencyConflict(existing_id)

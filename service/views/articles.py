@@ -20,6 +20,7 @@ from newsdesk.store import (
     TERMINAL,
     Article,
     ArticleSummary,
+    BacklogFull,
     IdempotencyConflict,
     ListFilters,
     NewArticle,
@@ -100,11 +101,14 @@ class Articles(MethodView):
                 errors=[callback_problem],
             )
         key = idempotency_key()
-        check_backlog(1)
         article = new_article(submission, g.owner)
         digest = content_digest(g.json_body) if key else ""
         try:
-            submitted = current.store.create_article(article, idempotency_key=key, digest=digest)
+            submitted = current.store.create_article(
+                article, idempotency_key=key, digest=digest, max_backlog=current.settings.max_backlog
+            )
+        except BacklogFull as full:
+            raise overloaded(full) from full
         except IdempotencyConflict as conflict:
             raise Problem(
                 422,
@@ -225,18 +229,15 @@ def check_wait(wait: int, settings: Settings) -> None:
         )
 
 
-def check_backlog(adding: int) -> None:
-    """503 while the backlog is over its bound: backpressure before anything is stored."""
-    current = services()
-    backlog = current.store.pending_count()
-    if backlog + adding > current.settings.max_backlog:
-        raise Problem(
-            503,
-            "overloaded",
-            "Too many articles waiting",
-            f"{backlog} articles are waiting for analysis; nothing was stored. Retry later.",
-            headers={"Retry-After": "30"},
-        )
+def overloaded(full: BacklogFull) -> Problem:
+    """The 503 of a submission refused by the backlog bound (the store counts and stores in one step)."""
+    return Problem(
+        503,
+        "overloaded",
+        "Too many articles waiting",
+        f"{full.waiting} articles are waiting for analysis; nothing was stored. Retry later.",
+        headers={"Retry-After": "30"},
+    )
 
 
 def check_callback(submission: dict[str, Any], settings: Settings) -> dict[str, str] | None:

@@ -12,12 +12,20 @@ from flask.views import MethodView
 from kombu.exceptions import OperationalError
 
 from newsdesk.results import article_location
-from newsdesk.store import TERMINAL, Batch, IdempotencyConflict, NewArticle, Rejected, content_digest
+from newsdesk.store import (
+    TERMINAL,
+    BacklogFull,
+    Batch,
+    IdempotencyConflict,
+    NewArticle,
+    Rejected,
+    content_digest,
+)
 from service.app_context import services
 from service.body import Blueprint
 from service.problems import Problem, field_errors, redis_unavailable_problem
 from service.schemas import ArticleSubmissionSchema, BatchQuerySchema, BatchSchema, BatchSubmissionSchema
-from service.views.articles import check_backlog, check_callback, check_wait, idempotency_key, new_article
+from service.views.articles import check_callback, check_wait, idempotency_key, new_article, overloaded
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +114,13 @@ class Batches(MethodView):
                 },
             )
         key = idempotency_key()
-        check_backlog(len(accepted))
         digest = content_digest(g.json_body) if key else ""
         try:
-            submitted = current.store.create_batch(g.owner, items, idempotency_key=key, digest=digest)
+            submitted = current.store.create_batch(
+                g.owner, items, idempotency_key=key, digest=digest, max_backlog=current.settings.max_backlog
+            )
+        except BacklogFull as full:
+            raise overloaded(full) from full
         except IdempotencyConflict as conflict:
             raise Problem(
                 422,

@@ -1,12 +1,15 @@
-"""The rate limit counted in the real Redis, shared by two app instances (as by two API processes)."""
+"""The rate limit counted in the real Redis, shared by two app instances (as by two API processes), and
+the backlog bound held by concurrent submissions."""
 
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from newsdesk.settings import Settings
+from newsdesk.store import BacklogFull, NewArticle, Store
 from service.app import create_app
 from service.queue import InMemoryQueue
 
@@ -27,3 +30,26 @@ def test_rate_limit_is_shared_across_api_processes(live_settings: Settings) -> N
     limited = second.get("/v1/seeds")
     assert limited.status_code == 429
     assert int(limited.headers["Retry-After"]) > 0
+
+
+def test_concurrent_submissions_never_take_the_backlog_over_its_bound(live_settings: Settings) -> None:
+    settings = Settings.from_env(
+        {}, redis_url=live_settings.redis_url, key_prefix=f"backlog-{uuid.uuid4().hex[:8]}"
+    )
+    store = Store.from_settings(settings)
+
+    def submit(number: int) -> bool:
+        try:
+            store.create_article(NewArticle(text=f"Article {number}."), max_backlog=10)
+        except BacklogFull:
+            return False
+        return True
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            accepted = list(pool.map(submit, range(40)))
+        assert sum(accepted) == 10  # counted and stored in one step: no two submissions share a count
+        assert store.pending_count() == 10
+    finally:
+        for key in store.redis.scan_iter(match=f"{settings.key_prefix}:*", count=1000):
+            store.redis.delete(key)

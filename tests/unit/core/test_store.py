@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from newsdesk.store import ANALYSES, IdempotencyConflict, NewArticle, Seed, Store
+from newsdesk.store import ANALYSES, BacklogFull, IdempotencyConflict, NewArticle, Rejected, Seed, Store
 
 
 def _sketch(text: str) -> bytes:
@@ -49,6 +49,39 @@ def test_idempotency_key_with_another_body_conflicts(store: Store) -> None:
     with pytest.raises(IdempotencyConflict) as raised:
         store.create_article(NewArticle(text="B."), idempotency_key="k", digest="d2")
     assert raised.value.article_id == first.article_id
+
+
+def test_the_backlog_bound_refuses_a_new_article_and_stores_nothing(store: Store) -> None:
+    first = store.create_article(NewArticle(text="A."), idempotency_key="k", digest="d", max_backlog=2)
+    store.create_article(NewArticle(text="B."), max_backlog=2)
+    with pytest.raises(BacklogFull) as raised:
+        store.create_article(NewArticle(text="C."), max_backlog=2)
+    assert raised.value.waiting == 2
+    assert len(store.list_article_ids()) == 2
+    assert store.pending_count() == 2
+    # A retry of a stored article stores nothing: it gets its article back, full backlog or not.
+    again = store.create_article(NewArticle(text="A."), idempotency_key="k", digest="d", max_backlog=2)
+    assert (again.article_id, again.created) == (first.article_id, False)
+    for name in ANALYSES:  # one article finishes: room for one more
+        store.finish_analysis(first.article_id, name, result={}, version="v")
+    assert store.create_article(NewArticle(text="C."), max_backlog=2).created
+
+
+def test_the_backlog_bound_refuses_a_whole_batch(store: Store) -> None:
+    store.create_article(NewArticle(text="A."))
+    items: list[NewArticle | Rejected] = [
+        NewArticle(text="B."),
+        Rejected(1, {"status": 422}),
+        NewArticle(text="C."),
+        NewArticle(text="D."),
+    ]
+    with pytest.raises(BacklogFull) as raised:
+        store.create_batch("", items, max_backlog=3)  # 1 waiting + 3 accepted
+    assert raised.value.waiting == 1
+    assert len(store.list_article_ids()) == 1
+    assert list(store.redis.scan_iter(match="unit:batch:*")) == []
+    assert store.create_batch("", items[:3], max_backlog=3).created  # the rejected item takes no room
+    assert store.pending_count() == 3
 
 
 def test_status_follows_the_analyses(store: Store) -> None:

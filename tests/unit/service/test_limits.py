@@ -49,4 +49,12 @@ def test_backlog_over_its_bound_is_503_and_stores_nothing(fake_redis: fakeredis.
     assert response.status_code == 503
     assert response.get_json()["type"] == "urn:newsdesk:problem:overloaded"
     assert response.headers["Retry-After"] == "30"
+    assert response.get_json()["detail"] == (
+        "2 articles are waiting for analysis; nothing was stored. Retry later."
+    )
+    assert len(store.list_article_ids()) == 2
+    batch = client.post("/v1/batches", json={"articles": [ARTICLE]})
+    assert batch.status_code == 503
+    assert batch.get_json()["type"] == "urn:newsdesk:problem:overloaded"
+    assert batch.headers["Retry-After"] == "30"
     assert len(store.list_article_ids()) == 2
