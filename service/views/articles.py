@@ -65,7 +65,7 @@ def idempotency_key() -> str | None:
 
 @blp.route("")
 class Articles(MethodView):
-    @blp.arguments(ArticleSubmissionSchema)
+    @blp.arguments(ArticleSubmissionSchema())
     @blp.response(
         202,
         SubmissionAcceptedSchema,
@@ -139,7 +139,7 @@ class Articles(MethodView):
             "links": {"self": article_location(submitted.article_id)},
         }, headers
 
-    @blp.arguments(ArticleListQuerySchema, location="query", unknown=ma.RAISE, as_kwargs=True)
+    @blp.arguments(ArticleListQuerySchema(), location="query", unknown=ma.RAISE, as_kwargs=True)
     @blp.response(200, ArticlePageSchema)
     @blp.problem(400, "A cursor that this service did not make")
     @blp.problem(401, "API keys are configured and the request has no valid one")
@@ -171,7 +171,7 @@ class Articles(MethodView):
 
 @blp.route("/<string:article_id>")
 class ArticleResource(MethodView):
-    @blp.arguments(WaitQuerySchema, location="query", unknown=ma.RAISE, as_kwargs=True)
+    @blp.arguments(WaitQuerySchema(), location="query", unknown=ma.RAISE, as_kwargs=True)
     @blp.response(200, ArticleSchema)
     @blp.problem(401, "API keys are configured and the request has no valid one")
     @blp.problem(404, "No such article")

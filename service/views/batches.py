@@ -68,7 +68,7 @@ def check_item(index: int, raw: dict[str, Any], owner: str) -> NewArticle | Reje
 
 @blp.route("")
 class Batches(MethodView):
-    @blp.arguments(BatchSubmissionSchema)
+    @blp.arguments(BatchSubmissionSchema())
     @blp.response(
         202,
         BatchSchema,
@@ -153,7 +153,7 @@ class Batches(MethodView):
 
 @blp.route("/<string:batch_id>")
 class BatchResource(MethodView):
-    @blp.arguments(BatchQuerySchema, location="query", unknown=ma.RAISE, as_kwargs=True)
+    @blp.arguments(BatchQuerySchema(), location="query", unknown=ma.RAISE, as_kwargs=True)
     @blp.response(200, BatchSchema)
     @blp.problem(400, "A cursor that this service did not make")
     @blp.problem(401, "API keys are configured and the request has no valid one")

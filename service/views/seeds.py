@@ -20,7 +20,7 @@ blp = Blueprint("seeds", __name__, url_prefix="/v1/seeds", description="The seed
 
 @blp.route("")
 class Seeds(MethodView):
-    @blp.arguments(SeedListQuerySchema, location="query", unknown=ma.RAISE)
+    @blp.arguments(SeedListQuerySchema(), location="query", unknown=ma.RAISE)
     @blp.response(200, SeedPageSchema)
     @blp.problem(401, "API keys are configured and the request has no valid one")
     def get(self, query: dict[str, Any]) -> Any:
@@ -36,7 +36,7 @@ class Seeds(MethodView):
             "next": items[-1].id if len(items) == limit else None,
         }
 
-    @blp.arguments(SeedSubmissionSchema)
+    @blp.arguments(SeedSubmissionSchema())
     @blp.response(
         201, SeedSchema, headers={"Location": {"description": "The seed's URL", "schema": {"type": "string"}}}
     )
