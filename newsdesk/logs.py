@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +14,8 @@ from typing import Any
 
 _context: ContextVar[dict[str, Any]] = ContextVar("newsdesk_log_context", default={})  # noqa: B039 - never mutated
 
+# A value with one of these is written as a JSON string, so that the line still splits on spaces.
+_NEEDS_QUOTES = re.compile(r'[ "=\n\t]')
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is printed.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -55,7 +58,7 @@ class JsonFormatter(logging.Formatter):
 
 def _quote(value: Any) -> str:
     text = str(value)
-    if text and not any(c in text for c in ' "=\n\t'):
+    if text and _NEEDS_QUOTES.search(text) is None:
         return text
     return json.dumps(text, ensure_ascii=False)
 
