@@ -854,37 +854,31 @@ class Store:
         self.redis.zadd(self._webhooks_key, {article_id: _now_ms()}, xx=True)
 
     def get_article(self, article_id: str) -> Article | None:
-        raw = self.redis.hgetall(self._article_key(article_id))
-        if not raw:
-            return None
-        values = {_text(key): _text(value) for key, value in raw.items()}
-        return Article(
-            id=values["id"],
-            status=values["status"],  # type: ignore[arg-type]
-            text=values["text"],
-            metadata={name: values[f"meta:{name}"] for name in _METADATA_FIELDS if f"meta:{name}" in values},
-            options=json.loads(values.get("options", "{}")),
-            created_at=values["created_at"],
-            updated_at=values["updated_at"],
-            finished_at=values.get("finished_at"),
-            analyses={name: _analysis_state(values, name) for name in ANALYSES},
-            owner=values.get("owner", ""),
-            expires_at=values.get("expires_at"),
-            batch=values.get("batch") or None,
-            callback_url=values.get("callback_url") or None,
-            webhook=values.get("webhook") or None,
-        )
+        return _article_from(self.redis.hgetall(self._article_key(article_id)))
 
     def start_analysis(self, article_id: str, name: str, worker: str = "") -> tuple[str | None, int] | None:
         """Mark an analysis running; returns (previous status, attempts so far), or None if no article."""
-        outcome = self._start(
-            keys=[self._article_key(article_id), self._pending_key],
-            args=[article_id, name, now_iso(), _now_ms(), worker],
+        return _started(
+            self._start(keys=self._start_keys(article_id), args=self._start_args(article_id, name, worker))
         )
-        if outcome is None:
-            return None
-        previous, attempts = outcome
-        return (previous.decode() if previous is not None else None), int(attempts)
+
+    def start_analysis_and_read(
+        self, article_id: str, name: str, worker: str = ""
+    ) -> tuple[tuple[str | None, int] | None, Article | None]:
+        """start_analysis and get_article in one round trip (a pipeline): a worker's first step."""
+        pipe = self.redis.pipeline(transaction=False)
+        self._start(
+            keys=self._start_keys(article_id), args=self._start_args(article_id, name, worker), client=pipe
+        )
+        pipe.hgetall(self._article_key(article_id))
+        outcome, raw = pipe.execute()
+        return _started(outcome), _article_from(raw)
+
+    def _start_keys(self, article_id: str) -> list[str]:
+        return [self._article_key(article_id), self._pending_key]
+
+    def _start_args(self, article_id: str, name: str, worker: str) -> list[Any]:
+        return [article_id, name, now_iso(), _now_ms(), worker]
 
     def finish_analysis(
         self,
@@ -1054,6 +1048,36 @@ class Store:
 def _text(value: Any) -> str:
     """A value read from Redis (bytes: the client does not decode, since sketches are binary) as text."""
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _article_from(raw: Mapping[Any, Any]) -> Article | None:
+    """An article from its hash as HGETALL returns it; None for an empty one (no such article)."""
+    if not raw:
+        return None
+    values = {_text(key): _text(value) for key, value in raw.items()}
+    return Article(
+        id=values["id"],
+        status=values["status"],  # type: ignore[arg-type]
+        text=values["text"],
+        metadata={name: values[f"meta:{name}"] for name in _METADATA_FIELDS if f"meta:{name}" in values},
+        options=json.loads(values.get("options", "{}")),
+        created_at=values["created_at"],
+        updated_at=values["updated_at"],
+        finished_at=values.get("finished_at"),
+        analyses={name: _analysis_state(values, name) for name in ANALYSES},
+        owner=values.get("owner", ""),
+        expires_at=values.get("expires_at"),
+        batch=values.get("batch") or None,
+        callback_url=values.get("callback_url") or None,
+        webhook=values.get("webhook") or None,
+    )
+
+
+def _started(outcome: Any) -> tuple[str | None, int] | None:
+    if outcome is None:
+        return None
+    previous, attempts = outcome
+    return (previous.decode() if previous is not None else None), int(attempts)
 
 
 def _article_fields(article_id: str, article: NewArticle, now: str, *, batch: str = "") -> list[str]:

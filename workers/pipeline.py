@@ -166,31 +166,15 @@ def run_analyses(
     max_attempts: int = 3,
     store_patience: float = 0.0,
 ) -> RunOutcome:
-    """Run several analyses of one article in the given order, reading the article once; each result is
-    stored as soon as it is ready, so a crash in a later analysis keeps the earlier ones."""
-    read: list[Article | None] = []
-
-    def article() -> Article | None:
-        if not read:
-            read.append(patiently(lambda: store.get_article(article_id), within=store_patience))
-        return read[0]
-
+    """Run several analyses of one article in the given order, reading the article once (with the first
+    start, in the same round trip); each result is stored as soon as it is ready, so a crash in a later
+    analysis keeps the earlier ones."""
+    article: Article | None = None
     status = None
     for name in names:
-        status = (
-            run_analysis(
-                store,
-                analyzers,
-                article_id,
-                name,
-                max_attempts=max_attempts,
-                store_patience=store_patience,
-                read_article=article,
-            )
-            or status
-        )
-    stored = read[0] if read else None
-    return RunOutcome(status, stored.callback_url if stored else None)
+        outcome, article = _run_one(store, analyzers, article_id, name, article, max_attempts, store_patience)
+        status = outcome or status
+    return RunOutcome(status, article.callback_url if article else None)
 
 
 def run_analysis(
@@ -201,25 +185,43 @@ def run_analysis(
     *,
     max_attempts: int = 3,
     store_patience: float = 0.0,
-    read_article: Callable[[], Article | None] | None = None,
 ) -> str | None:
     """Run one analysis of one article and store the outcome; returns the article's new status.
 
     Safe to run twice (a redelivered message): a finished analysis is not redone, and a result
     overwrites its own field rather than adding a second one. Store calls ride out a Redis outage of
     `store_patience` seconds; an error inside the analysis is stored as that analysis's failure.
-    `read_article` reads the article (run_analyses shares one read between analyses).
     """
+    return _run_one(store, analyzers, article_id, name, None, max_attempts, store_patience)[0]
+
+
+def _run_one(
+    store: Store,
+    analyzers: Analyzers,
+    article_id: str,
+    name: str,
+    article: Article | None,
+    max_attempts: int,
+    store_patience: float,
+) -> tuple[str | None, Article | None]:
+    """run_analysis, given the article if an earlier analysis read it; returns the status and the article."""
     context = {"article_id": article_id, "analysis": name}
     worker = f"{socket.gethostname()}:{os.getpid()}"
-    started = patiently(lambda: store.start_analysis(article_id, name, worker=worker), within=store_patience)
-    if started is None:
+    if article is None:
+        started, article = patiently(
+            lambda: store.start_analysis_and_read(article_id, name, worker=worker), within=store_patience
+        )
+    else:
+        started = patiently(
+            lambda: store.start_analysis(article_id, name, worker=worker), within=store_patience
+        )
+    if started is None or article is None:
         log.warning("article not found", extra=context)
-        return None
+        return None, None
     previous, attempts = started
     if previous in {"done", "failed"}:
         log.info("analysis already finished", extra=context)
-        return None
+        return None, article
 
     def finish(**outcome: Any) -> str | None:
         return patiently(lambda: store.finish_analysis(article_id, name, **outcome), within=store_patience)
@@ -228,14 +230,7 @@ def run_analysis(
         log.error(
             "analysis given up", extra={"article_id": article_id, "analysis": name, "attempts": attempts}
         )
-        return finish(result=None, version="", error=give_up_reason(name, attempts - 1))
-    article = (
-        read_article()
-        if read_article
-        else patiently(lambda: store.get_article(article_id), within=store_patience)
-    )
-    if article is None:
-        return None
+        return finish(result=None, version="", error=give_up_reason(name, attempts - 1)), article
     computing = time.perf_counter()
     try:
         result, version = analyzers.get(name)(article)
@@ -246,10 +241,11 @@ def run_analysis(
         log.exception(
             "analysis failed", extra={"article_id": article_id, "analysis": name, "attempt": attempts}
         )
-        return finish(result=None, version="", error=f"{name} analysis failed ({type(error).__name__})")
+        failed = finish(result=None, version="", error=f"{name} analysis failed ({type(error).__name__})")
+        return failed, article
     status = finish(result=result, version=version)
     store.metrics.record(ANALYSIS_DURATION.observe(duration, name))
     log.info(
         "analysis done", extra={**context, "article_status": status, "duration_ms": round(duration * 1000, 1)}
     )
-    return status
+    return status, article

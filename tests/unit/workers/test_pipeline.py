@@ -104,19 +104,31 @@ def test_one_run_does_every_analysis_and_reads_the_article_once(
         NewArticle(text=WIRE.read_text(encoding="utf-8"), callback_url="https://hooks.example.com/x")
     ).article_id
     reads: list[str] = []
-    read = store.get_article
-    monkeypatch.setattr(store, "get_article", lambda wanted: reads.append(wanted) or read(wanted))
+    start_and_read = store.start_analysis_and_read
+
+    def counted(wanted: str, name: str, worker: str = "") -> object:
+        reads.append(name)
+        return start_and_read(wanted, name, worker)
+
+    monkeypatch.setattr(store, "start_analysis_and_read", counted)
+    monkeypatch.setattr(store, "get_article", lambda _: pytest.fail("a read of its own"))
     outcome = run_analyses(store, analyzers, article_id, ["summary", "duplicates", "stance"])
     assert outcome == RunOutcome("done", "https://hooks.example.com/x")
-    assert reads == [article_id]
-    article = read(article_id)
+    assert reads == ["summary"]  # the first start reads the article in the same round trip
+    monkeypatch.undo()
+    article = store.get_article(article_id)
     assert article is not None
     assert {state.status for state in article.analyses.values()} == {"done"}
-    # A redelivered message finds everything done: nothing runs, nothing is read.
-    assert run_analyses(store, analyzers, article_id, ["summary", "duplicates", "stance"]) == RunOutcome(
-        None, None
-    )
-    assert reads == [article_id]
+    # A redelivered message finds everything done: nothing runs again, no result is stored again.
+    again = run_analyses(store, analyzers, article_id, ["summary", "duplicates", "stance"])
+    assert again.status is None
+    after = store.get_article(article_id)
+    assert after is not None
+    for name, state in article.analyses.items():
+        assert (after.analyses[name].result, after.analyses[name].finished_at) == (
+            state.result,
+            state.finished_at,
+        )
 
 
 def test_a_failing_analysis_keeps_the_results_before_and_after_it(store: Store, settings: Settings) -> None:
