@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from celery.signals import worker_process_shutdown
 
 log = logging.getLogger(__name__)
 
@@ -256,14 +255,8 @@ def _forget_parent_sums() -> None:
     _UNWRITTEN.clear()
 
 
-def _flush_at_pool_process_exit(**_: object) -> None:
-    flush_all()
-
-
 os.register_at_fork(after_in_child=_forget_parent_sums)
-atexit.register(flush_all)
-# Celery's pool processes end with os._exit, which skips atexit; Celery sends this signal just before.
-worker_process_shutdown.connect(_flush_at_pool_process_exit, weak=False)
+atexit.register(flush_all)  # Celery's pool processes skip atexit: workers/tasks.py flushes them
 
 
 def _labels(field: bytes | str) -> Labels:

@@ -11,9 +11,9 @@ from typing import Any
 
 import redis
 from celery import Task, bootsteps
-from celery.signals import setup_logging, worker_process_init
+from celery.signals import setup_logging, worker_process_init, worker_process_shutdown
 
-from newsdesk import logs
+from newsdesk import logs, metrics
 from newsdesk.settings import Settings
 from newsdesk.store import TERMINAL, Store
 from newsdesk.webhooks import backoff, deliver_article
@@ -69,6 +69,12 @@ def _warm_up(**_: Any) -> None:
         runtime.analyzers.scorer  # noqa: B018 - the property loads the model
     except Exception:
         log.exception("stance model not loaded; each stance analysis will try again, and fail")
+
+
+@worker_process_shutdown.connect
+def _flush_metrics(**_: Any) -> None:
+    """A pool process ends with os._exit, which skips atexit: write its last figures now."""
+    metrics.flush_all()
 
 
 @app.task(name=ANALYSIS_TASK, bind=True)

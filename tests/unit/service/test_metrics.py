@@ -230,6 +230,8 @@ def test_the_flusher_thread_writes_recorded_figures_within_about_a_second() -> N
 
 def test_a_celery_pool_process_writes_its_figures_as_it_exits() -> None:
     """Pool processes end with os._exit (no atexit): Celery's shutdown signal, sent just before, flushes."""
+    import workers.tasks  # noqa: F401, PLC0415 - the worker module connects the signal
+
     client = fakeredis.FakeRedis()
     recorder = MetricsRecorder(client, "unit")
     recorder.record(ARTICLES_FINISHED.inc("failed"))
