@@ -27,7 +27,7 @@ from service.queue import CeleryQueue
 from service.views.health import WORKER_MAX_AGE_SECONDS
 from workers.celery_app import CeleryBrokerView
 
-QueueDepths = Callable[[], Mapping[str, int]]  # analysis name -> messages waiting
+QueueDepths = Callable[[], Mapping[str, int]]  # queue name -> messages waiting
 
 # Label values come from a fixed set, so a client cannot grow the series without bound.
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
