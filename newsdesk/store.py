@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 import redis
 from redis.backoff import NoBackoff
+from redis.commands.core import Script
+from redis.exceptions import NoScriptError
 from redis.retry import Retry
 from redis.typing import EncodableT, FieldT
 
@@ -29,6 +31,19 @@ AnalysisStatus = Literal["queued", "running", "done", "failed"]
 _METADATA_FIELDS = ("title", "url", "source", "published_at")
 STANCE_TARGETS = ("us", "russia", "un")
 TERMINAL = frozenset({"done", "failed"})
+
+
+@dataclass(frozen=True, slots=True)
+class _ScriptCall:
+    """One run of a Lua script: what a pipeline of several needs to know."""
+
+    script: Script
+    keys: list[str]
+    args: list[Any]
+
+    def run(self) -> Any:
+        """On its own, in a round trip of its own (loading the script into Redis if it is not there)."""
+        return self.script(keys=self.keys, args=self.args)
 
 
 class IdempotencyConflict(Exception):
@@ -858,27 +873,24 @@ class Store:
 
     def start_analysis(self, article_id: str, name: str, worker: str = "") -> tuple[str | None, int] | None:
         """Mark an analysis running; returns (previous status, attempts so far), or None if no article."""
-        return _started(
-            self._start(keys=self._start_keys(article_id), args=self._start_args(article_id, name, worker))
-        )
+        call = self._start_call(article_id, name, worker)
+        return _started(call.run())
 
     def start_analysis_and_read(
         self, article_id: str, name: str, worker: str = ""
     ) -> tuple[tuple[str | None, int] | None, Article | None]:
-        """start_analysis and get_article in one round trip (a pipeline): a worker's first step."""
-        pipe = self.redis.pipeline(transaction=False)
-        self._start(
-            keys=self._start_keys(article_id), args=self._start_args(article_id, name, worker), client=pipe
+        """start_analysis and get_article in one round trip: a worker's first step."""
+        outcome, raw = self._pipelined(
+            self._start_call(article_id, name, worker), self._article_key(article_id)
         )
-        pipe.hgetall(self._article_key(article_id))
-        outcome, raw = pipe.execute()
         return _started(outcome), _article_from(raw)
 
-    def _start_keys(self, article_id: str) -> list[str]:
-        return [self._article_key(article_id), self._pending_key]
-
-    def _start_args(self, article_id: str, name: str, worker: str) -> list[Any]:
-        return [article_id, name, now_iso(), _now_ms(), worker]
+    def _start_call(self, article_id: str, name: str, worker: str) -> _ScriptCall:
+        return _ScriptCall(
+            self._start,
+            [self._article_key(article_id), self._pending_key],
+            [article_id, name, now_iso(), _now_ms(), worker],
+        )
 
     def finish_analysis(
         self,
@@ -890,6 +902,29 @@ class Store:
         error: str | None = None,
     ) -> ArticleStatus | None:
         """Store an analysis's result (or its failure) and return the article's new status."""
+        call = self._finish_call(article_id, name, result, version, error)
+        return self._finished(name, call, call.run())
+
+    def finish_analysis_and_start(
+        self,
+        article_id: str,
+        name: str,
+        *,
+        result: Mapping[str, Any] | None,
+        version: str,
+        error: str | None = None,
+        next_name: str,
+        worker: str = "",
+    ) -> tuple[ArticleStatus | None, tuple[str | None, int] | None]:
+        """finish_analysis, then start_analysis of the next analysis, in one round trip: a worker running
+        several analyses of an article in a row. Returns the status after the finish, and the start."""
+        call = self._finish_call(article_id, name, result, version, error)
+        finished, started = self._pipelined(call, self._start_call(article_id, next_name, worker))
+        return self._finished(name, call, finished), _started(started)
+
+    def _finish_call(
+        self, article_id: str, name: str, result: Mapping[str, Any] | None, version: str, error: str | None
+    ) -> _ScriptCall:
         status: AnalysisStatus = "failed" if error is not None else "done"
         now = now_iso()
         block = analysis_block(
@@ -897,9 +932,10 @@ class Store:
         )
         facets = _facets(name, result) if status == "done" and result is not None else {}
         expires = datetime.now(UTC) + timedelta(seconds=self.result_ttl)
-        outcome = self._finish(
-            keys=[self._article_key(article_id), self._pending_key, self.results_stream],
-            args=[
+        return _ScriptCall(
+            self._finish,
+            [self._article_key(article_id), self._pending_key, self.results_stream],
+            [
                 article_id,
                 name,
                 status,
@@ -918,12 +954,36 @@ class Store:
                 *ANALYSES,
             ],
         )
+
+    def _finished(self, name: str, call: _ScriptCall, outcome: Any) -> ArticleStatus | None:
+        """The article's status from the finish script's reply, with the finish counted in the metrics."""
         if outcome is None:
             return None
         article_status = _text(outcome)
-        finished = ARTICLES_FINISHED.inc(article_status) if article_status in {"done", "failed"} else []
-        self.metrics.record(ANALYSIS_RESULTS.inc(name, status), finished)
+        finished = ARTICLES_FINISHED.inc(article_status) if article_status in TERMINAL else []
+        self.metrics.record(ANALYSIS_RESULTS.inc(name, str(call.args[2])), finished)
         return article_status  # type: ignore[return-value]
+
+    def _pipelined(self, *calls: _ScriptCall | str) -> list[Any]:
+        """Scripts, and HGETALLs of the keys given as strings, in one round trip.
+
+        Scripts are sent by hash (EVALSHA): redis-py's own pipelined scripts first ask SCRIPT EXISTS, a
+        round trip of its own. A script Redis does not know (its cache empties when it restarts) did not
+        run: it is run again on its own, which loads it.
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        for call in calls:
+            if isinstance(call, str):
+                pipe.hgetall(call)
+            else:
+                pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+        replies: list[Any] = pipe.execute(raise_on_error=False)
+        for i, (call, reply) in enumerate(zip(calls, replies, strict=True)):
+            if isinstance(reply, NoScriptError) and isinstance(call, _ScriptCall):
+                replies[i] = call.run()
+            elif isinstance(reply, Exception):
+                raise reply
+        return replies
 
     def stale_articles(self, older_than: float, limit: int = 500) -> list[str]:
         """Unfinished articles with no progress for `older_than` seconds, the oldest first."""

@@ -13,13 +13,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 import redis
 
 from newsdesk.metrics import ANALYSIS_DURATION
 from newsdesk.settings import Settings
-from newsdesk.store import Article, Store
+from newsdesk.store import TERMINAL, Article, Store
 from workers.analysis import duplicates, stance, summary
 from workers.analysis.stance import SentenceScorer
 from workers.analysis.text import prepare
@@ -157,6 +158,9 @@ class RunOutcome:
     callback_url: str | None  # the article's, when this run read it
 
 
+Started = tuple[str | None, int]  # an analysis's status before its start, and its attempts so far
+
+
 def run_analyses(
     store: Store,
     analyzers: Analyzers,
@@ -166,14 +170,64 @@ def run_analyses(
     max_attempts: int = 3,
     store_patience: float = 0.0,
 ) -> RunOutcome:
-    """Run several analyses of one article in the given order, reading the article once (with the first
-    start, in the same round trip); each result is stored as soon as it is ready, so a crash in a later
-    analysis keeps the earlier ones."""
+    """Run several analyses of one article in the given order; each result is stored as soon as it is
+    ready, so a crash in a later analysis keeps the earlier ones.
+
+    Round trips to Redis: the first start reads the article in the same one, and each finish starts the
+    next analysis in its own, so n analyses take n + 1. Each analysis is still started just before it
+    runs, so a crash counts against that analysis alone.
+    """
+    worker = _worker_name()
     article: Article | None = None
-    status = None
-    for name in names:
-        outcome, article = _run_one(store, analyzers, article_id, name, article, max_attempts, store_patience)
-        status = outcome or status
+    status: str | None = None
+    started: Started | None = None  # the next analysis's start, when the last finish made it
+    for position, name in enumerate(names):
+        following = names[position + 1] if position + 1 < len(names) else None
+        context = {"article_id": article_id, "analysis": name}
+        if started is None:
+            if article is None:
+                started, article = patiently(
+                    partial(store.start_analysis_and_read, article_id, name, worker), within=store_patience
+                )
+            else:
+                started = patiently(
+                    partial(store.start_analysis, article_id, name, worker), within=store_patience
+                )
+        if started is None or article is None:
+            log.warning("article not found", extra=context)
+            break
+        previous, attempts = started
+        if previous in TERMINAL:
+            log.info("analysis already finished", extra=context)
+            started = None
+            continue
+        outcome, duration = _outcome(analyzers, article, name, attempts, max_attempts)
+        if following is None:
+            finished = patiently(
+                partial(store.finish_analysis, article_id, name, **outcome), within=store_patience
+            )
+            started = None
+        else:
+            finished, started = patiently(
+                partial(
+                    store.finish_analysis_and_start,
+                    article_id,
+                    name,
+                    **outcome,
+                    next_name=following,
+                    worker=worker,
+                ),
+                within=store_patience,
+            )
+            if finished is None:
+                break  # deleted while it ran
+        status = finished or status
+        if duration is not None:
+            store.metrics.record(ANALYSIS_DURATION.observe(duration, name))
+            log.info(
+                "analysis done",
+                extra={**context, "article_status": finished, "duration_ms": round(duration * 1000, 1)},
+            )
     return RunOutcome(status, article.callback_url if article else None)
 
 
@@ -192,60 +246,37 @@ def run_analysis(
     overwrites its own field rather than adding a second one. Store calls ride out a Redis outage of
     `store_patience` seconds; an error inside the analysis is stored as that analysis's failure.
     """
-    return _run_one(store, analyzers, article_id, name, None, max_attempts, store_patience)[0]
+    return run_analyses(
+        store, analyzers, article_id, [name], max_attempts=max_attempts, store_patience=store_patience
+    ).status
 
 
-def _run_one(
-    store: Store,
-    analyzers: Analyzers,
-    article_id: str,
-    name: str,
-    article: Article | None,
-    max_attempts: int,
-    store_patience: float,
-) -> tuple[str | None, Article | None]:
-    """run_analysis, given the article if an earlier analysis read it; returns the status and the article."""
-    context = {"article_id": article_id, "analysis": name}
-    worker = f"{socket.gethostname()}:{os.getpid()}"
-    if article is None:
-        started, article = patiently(
-            lambda: store.start_analysis_and_read(article_id, name, worker=worker), within=store_patience
-        )
-    else:
-        started = patiently(
-            lambda: store.start_analysis(article_id, name, worker=worker), within=store_patience
-        )
-    if started is None or article is None:
-        log.warning("article not found", extra=context)
-        return None, None
-    previous, attempts = started
-    if previous in {"done", "failed"}:
-        log.info("analysis already finished", extra=context)
-        return None, article
+def _worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
-    def finish(**outcome: Any) -> str | None:
-        return patiently(lambda: store.finish_analysis(article_id, name, **outcome), within=store_patience)
 
+def _outcome(
+    analyzers: Analyzers, article: Article, name: str, attempts: int, max_attempts: int
+) -> tuple[dict[str, Any], float | None]:
+    """What to store for one started analysis: its result and version, or the reason it failed; and how
+    long it took when it succeeded."""
     if attempts > max_attempts:
         log.error(
-            "analysis given up", extra={"article_id": article_id, "analysis": name, "attempts": attempts}
+            "analysis given up", extra={"article_id": article.id, "analysis": name, "attempts": attempts}
         )
-        return finish(result=None, version="", error=give_up_reason(name, attempts - 1)), article
+        return {"result": None, "version": "", "error": give_up_reason(name, attempts - 1)}, None
     computing = time.perf_counter()
     try:
         result, version = analyzers.get(name)(article)
-        duration = time.perf_counter() - computing
     except redis.RedisError:
         raise  # reading seeds for the duplicate check: an outage, not this article's fault
     except Exception as error:
         log.exception(
-            "analysis failed", extra={"article_id": article_id, "analysis": name, "attempt": attempts}
+            "analysis failed", extra={"article_id": article.id, "analysis": name, "attempt": attempts}
         )
-        failed = finish(result=None, version="", error=f"{name} analysis failed ({type(error).__name__})")
-        return failed, article
-    status = finish(result=result, version=version)
-    store.metrics.record(ANALYSIS_DURATION.observe(duration, name))
-    log.info(
-        "analysis done", extra={**context, "article_status": status, "duration_ms": round(duration * 1000, 1)}
-    )
-    return status, article
+        return {
+            "result": None,
+            "version": "",
+            "error": f"{name} analysis failed ({type(error).__name__})",
+        }, None
+    return {"result": result, "version": version, "error": None}, time.perf_counter() - computing

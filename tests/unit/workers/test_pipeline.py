@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
+import redis.client
 
 from newsdesk.seeds import add_seeds, read_seeds
 from newsdesk.settings import Settings
@@ -145,3 +150,65 @@ def test_a_failing_analysis_keeps_the_results_before_and_after_it(store: Store, 
     assert article is not None
     statuses = {name: state.status for name, state in article.analyses.items()}
     assert statuses == {"summary": "done", "stance": "failed", "duplicates": "done"}
+
+
+def test_a_run_of_three_analyses_takes_four_round_trips(
+    store: Store, analyzers: Analyzers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = WIRE.read_text(encoding="utf-8")
+    # A first article loads the scripts into Redis (on its first EVALSHA of each, NOSCRIPT: then SCRIPT LOAD).
+    run_analyses(
+        store, analyzers, store.create_article(NewArticle(text=text)).article_id, ["summary", "stance"]
+    )
+    article_id = store.create_article(NewArticle(text=text + " Again.")).article_id
+    this_thread = threading.get_ident()
+    trips: list[str] = []
+
+    def counting(method: Callable[..., Any], label: str) -> Callable[..., Any]:
+        def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if threading.get_ident() == this_thread:  # not the metrics flusher
+                trips.append(label if label != "command" else str(args[0]))
+            return method(self, *args, **kwargs)
+
+        return counted
+
+    monkeypatch.setattr(redis.Redis, "execute_command", counting(redis.Redis.execute_command, "command"))
+    monkeypatch.setattr(redis.client.Pipeline, "execute", counting(redis.client.Pipeline.execute, "pipeline"))
+    monkeypatch.setattr(
+        redis.client.Pipeline,
+        "immediate_execute_command",
+        counting(redis.client.Pipeline.immediate_execute_command, "immediate"),
+    )
+    assert run_analyses(store, analyzers, article_id, ["summary", "duplicates", "stance"]).status == "done"
+    # start+read, finish+start, finish+start, finish; duplicates also reads the seed log (LRANGE)
+    assert sorted(trips) == sorted(["pipeline", "pipeline", "pipeline", "EVALSHA", "LRANGE"])
+
+
+@pytest.mark.parametrize("flush_after", ["summary", "duplicates"])
+def test_scripts_lost_by_redis_run_again_once(
+    store: Store, analyzers: Analyzers, monkeypatch: pytest.MonkeyPatch, flush_after: str
+) -> None:
+    """A Redis restart empties its script cache: a pipelined script it no longer knows did not run, and
+    runs again on its own; no analysis is started twice."""
+    article_id = store.create_article(NewArticle(text=WIRE.read_text(encoding="utf-8"))).article_id
+    store.redis.script_flush()  # before the first start and read
+    compute = analyzers.get
+
+    def flushing(name: str) -> Callable[[Any], Any]:
+        def run(article: Any) -> Any:
+            outcome = compute(name)(article)
+            if name == flush_after:
+                store.redis.script_flush()  # before this analysis's finish and the next one's start
+            return outcome
+
+        return run
+
+    monkeypatch.setattr(analyzers, "get", flushing)
+    assert run_analyses(store, analyzers, article_id, ["summary", "duplicates", "stance"]).status == "done"
+    article = store.get_article(article_id)
+    assert article is not None
+    assert {name: state.attempts for name, state in article.analyses.items()} == {
+        "summary": 1,
+        "duplicates": 1,
+        "stance": 1,
+    }
