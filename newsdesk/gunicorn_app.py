@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
 
 from newsdesk.settings import Settings
 from service.app import create_app
@@ -28,6 +29,17 @@ def log_config(settings: Settings) -> dict[str, Any]:
         },
         "root": {"handlers": ["stderr"], "level": settings.log_level},
     }
+
+
+class AppLogsRequests(Logger):  # type: ignore[misc]
+    """gunicorn's logger without its access log, which the app's own request line replaces.
+
+    gunicorn builds every request's access-log fields even when no handler will print them (whenever a
+    logging configuration is given, as here); that alone cost a tenth of a small request's CPU.
+    """
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        return None
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -55,6 +67,7 @@ def serve(settings: Settings, *, host: str, port: int, workers: int, threads: in
             "timeout": 30,
             "graceful_timeout": 20,
             "logconfig_dict": log_config(settings),
+            "logger_class": AppLogsRequests,
             # Each worker builds its own app (and Redis connections) after the fork.
             "preload_app": False,
         },
