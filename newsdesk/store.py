@@ -902,8 +902,7 @@ class Store:
         error: str | None = None,
     ) -> ArticleStatus | None:
         """Store an analysis's result (or its failure) and return the article's new status."""
-        call = self._finish_call(article_id, name, result, version, error)
-        return self._finished(name, call, call.run())
+        return self._finished(name, error, self._finish_call(article_id, name, result, version, error).run())
 
     def finish_analysis_and_start(
         self,
@@ -920,12 +919,12 @@ class Store:
         several analyses of an article in a row. Returns the status after the finish, and the start."""
         call = self._finish_call(article_id, name, result, version, error)
         finished, started = self._pipelined(call, self._start_call(article_id, next_name, worker))
-        return self._finished(name, call, finished), _started(started)
+        return self._finished(name, error, finished), _started(started)
 
     def _finish_call(
         self, article_id: str, name: str, result: Mapping[str, Any] | None, version: str, error: str | None
     ) -> _ScriptCall:
-        status: AnalysisStatus = "failed" if error is not None else "done"
+        status = _analysis_status(error)
         now = now_iso()
         block = analysis_block(
             AnalysisState(status, dict(result) if result is not None else None, version, error, 0, None, now)
@@ -955,13 +954,13 @@ class Store:
             ],
         )
 
-    def _finished(self, name: str, call: _ScriptCall, outcome: Any) -> ArticleStatus | None:
+    def _finished(self, name: str, error: str | None, outcome: Any) -> ArticleStatus | None:
         """The article's status from the finish script's reply, with the finish counted in the metrics."""
         if outcome is None:
             return None
         article_status = _text(outcome)
         finished = ARTICLES_FINISHED.inc(article_status) if article_status in TERMINAL else []
-        self.metrics.record(ANALYSIS_RESULTS.inc(name, str(call.args[2])), finished)
+        self.metrics.record(ANALYSIS_RESULTS.inc(name, _analysis_status(error)), finished)
         return article_status  # type: ignore[return-value]
 
     def _pipelined(self, *calls: _ScriptCall | str) -> list[Any]:
@@ -1131,6 +1130,11 @@ def _article_from(raw: Mapping[Any, Any]) -> Article | None:
         callback_url=values.get("callback_url") or None,
         webhook=values.get("webhook") or None,
     )
+
+
+def _analysis_status(error: str | None) -> AnalysisStatus:
+    """How a finished analysis ends: failed when it has an error."""
+    return "failed" if error is not None else "done"
 
 
 def _started(outcome: Any) -> tuple[str | None, int] | None:
