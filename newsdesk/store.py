@@ -31,6 +31,7 @@ AnalysisStatus = Literal["queued", "running", "done", "failed"]
 _METADATA_FIELDS = ("title", "url", "source", "published_at")
 STANCE_TARGETS = ("us", "russia", "un")
 TERMINAL = frozenset({"done", "failed"})
+Started = tuple[str | None, int]  # an analysis's status before its start, and its attempts so far
 
 
 @dataclass(frozen=True, slots=True)
@@ -871,14 +872,14 @@ class Store:
     def get_article(self, article_id: str) -> Article | None:
         return _article_from(self.redis.hgetall(self._article_key(article_id)))
 
-    def start_analysis(self, article_id: str, name: str, worker: str = "") -> tuple[str | None, int] | None:
+    def start_analysis(self, article_id: str, name: str, worker: str = "") -> Started | None:
         """Mark an analysis running; returns (previous status, attempts so far), or None if no article."""
         call = self._start_call(article_id, name, worker)
         return _started(call.run())
 
     def start_analysis_and_read(
         self, article_id: str, name: str, worker: str = ""
-    ) -> tuple[tuple[str | None, int] | None, Article | None]:
+    ) -> tuple[Started | None, Article | None]:
         """start_analysis and get_article in one round trip: a worker's first step."""
         outcome, raw = self._pipelined(
             self._start_call(article_id, name, worker), self._article_key(article_id)
@@ -914,7 +915,7 @@ class Store:
         error: str | None = None,
         next_name: str,
         worker: str = "",
-    ) -> tuple[ArticleStatus | None, tuple[str | None, int] | None]:
+    ) -> tuple[ArticleStatus | None, Started | None]:
         """finish_analysis, then start_analysis of the next analysis, in one round trip: a worker running
         several analyses of an article in a row. Returns the status after the finish, and the start."""
         call = self._finish_call(article_id, name, result, version, error)
@@ -1137,7 +1138,7 @@ def _analysis_status(error: str | None) -> AnalysisStatus:
     return "failed" if error is not None else "done"
 
 
-def _started(outcome: Any) -> tuple[str | None, int] | None:
+def _started(outcome: Any) -> Started | None:
     if outcome is None:
         return None
     previous, attempts = outcome

@@ -20,7 +20,7 @@ import redis
 
 from newsdesk.metrics import ANALYSIS_DURATION
 from newsdesk.settings import Settings
-from newsdesk.store import TERMINAL, Article, Store
+from newsdesk.store import TERMINAL, Article, Started, Store
 from workers.analysis import duplicates, stance, summary
 from workers.analysis.stance import SentenceScorer
 from workers.analysis.text import prepare
@@ -158,9 +158,6 @@ class RunOutcome:
     callback_url: str | None  # the article's, when this run read it
 
 
-Started = tuple[str | None, int]  # an analysis's status before its start, and its attempts so far
-
-
 def run_analyses(
     store: Store,
     analyzers: Analyzers,
@@ -202,25 +199,9 @@ def run_analyses(
             started = None
             continue
         outcome, duration = _outcome(analyzers, article, name, attempts, max_attempts)
-        if following is None:
-            finished = patiently(
-                partial(store.finish_analysis, article_id, name, **outcome), within=store_patience
-            )
-            started = None
-        else:
-            finished, started = patiently(
-                partial(
-                    store.finish_analysis_and_start,
-                    article_id,
-                    name,
-                    **outcome,
-                    next_name=following,
-                    worker=worker,
-                ),
-                within=store_patience,
-            )
-            if finished is None:
-                break  # deleted while it ran
+        finished, started = patiently(
+            partial(_finish, store, article_id, name, outcome, following, worker), within=store_patience
+        )
         status = finished or status
         if duration is not None:
             store.metrics.record(ANALYSIS_DURATION.observe(duration, name))
@@ -228,6 +209,8 @@ def run_analyses(
                 "analysis done",
                 extra={**context, "article_status": finished, "duration_ms": round(duration * 1000, 1)},
             )
+        if finished is None:
+            break  # deleted while it ran
     return RunOutcome(status, article.callback_url if article else None)
 
 
@@ -249,6 +232,15 @@ def run_analysis(
     return run_analyses(
         store, analyzers, article_id, [name], max_attempts=max_attempts, store_patience=store_patience
     ).status
+
+
+def _finish(
+    store: Store, article_id: str, name: str, outcome: dict[str, Any], following: str | None, worker: str
+) -> tuple[str | None, Started | None]:
+    """Store an analysis's outcome, and start the following one (if any) in the same round trip."""
+    if following is None:
+        return store.finish_analysis(article_id, name, **outcome), None
+    return store.finish_analysis_and_start(article_id, name, **outcome, next_name=following, worker=worker)
 
 
 def _worker_name() -> str:
