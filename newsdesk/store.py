@@ -115,9 +115,28 @@ class Seed:
 
 
 @dataclass(frozen=True, slots=True)
+class QueuedMessage:
+    """A message the store pushes onto a Redis list (a broker queue) in the very step that stores the
+    article it is about, so an article is never stored without the message that asks for its analysis."""
+
+    key: str  # the list
+    payload: str
+    id: str  # for the logs: the id the workers will log too
+
+
+# The messages that ask for an article's analyses, given its id (made by the store).
+MessagesFor = Callable[[str], Sequence[QueuedMessage]]
+
+
+def no_messages(article_id: str) -> Sequence[QueuedMessage]:
+    return ()
+
+
+@dataclass(frozen=True, slots=True)
 class Submission:
     article_id: str
     created: bool  # False when an Idempotency-Key matched an earlier submission
+    messages: tuple[QueuedMessage, ...] = ()  # those pushed: none for a replay
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +151,7 @@ class Rejected:
 class BatchSubmission:
     batch_id: str
     created: bool  # False when an Idempotency-Key matched an earlier batch
+    messages: tuple[QueuedMessage, ...] = ()  # those pushed: none for a replay
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,14 +234,17 @@ def content_digest(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
-# Creates the article, its listing entries and its place among the unfinished articles, or returns the
-# article an Idempotency-Key already names (while that article still exists: one deleted or expired
-# frees its key). A new article that would take the unfinished ones over the bound is refused, in the
-# same step as the count, so concurrent submissions cannot all pass one count: {-1, unfinished}.
-# KEYS: article, articles, pending, owner's articles, owners, sequence[, idempotency key].
-# ARGV: id, now (ms), digest, idempotency TTL, article key prefix, owner, bound (-1: none), fields...
+# Creates the article, its listing entries, its place among the unfinished articles and the messages
+# that ask for its analyses, or returns the article an Idempotency-Key already names (while that article
+# still exists: one deleted or expired frees its key). A new article that would take the unfinished ones
+# over the bound is refused, in the same step as the count, so concurrent submissions cannot all pass one
+# count: {-1, unfinished}.
+# KEYS: article, articles, pending, owner's articles, owners, sequence[, idempotency key], message lists.
+# ARGV: id, now (ms), digest, idempotency TTL, article key prefix, owner, bound (-1: none),
+# 1 with an idempotency key (else 0), number of messages, messages..., fields...
 _CREATE = """
-if #KEYS == 7 then
+local keyed = ARGV[8] == '1'
+if keyed then
   local existing = redis.call('GET', KEYS[7])
   if existing then
     local id = string.match(existing, '^([^|]*)')
@@ -233,15 +256,21 @@ if bound >= 0 then
   local waiting = redis.call('ZCARD', KEYS[3])
   if waiting + 1 > bound then return {-1, tostring(waiting)} end
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 8))
+local messages = tonumber(ARGV[9])
+redis.call('HSET', KEYS[1], unpack(ARGV, 10 + messages))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 local seq = redis.call('INCR', KEYS[6]) % 1000
 redis.call('ZADD', KEYS[4], tonumber(ARGV[2]) * 1000 + seq, ARGV[1])
 redis.call('SADD', KEYS[5], ARGV[6])
-if #KEYS == 7 then
+local first_list = 7
+if keyed then
   redis.call('SET', KEYS[7], ARGV[1] .. '|' .. ARGV[3], 'EX', ARGV[4])
   redis.call('HSET', KEYS[1], 'idempotency_key', KEYS[7])
+  first_list = 8
+end
+for m = 1, messages do
+  redis.call('LPUSH', KEYS[first_list + m - 1], ARGV[9 + m])
 end
 return {1, ARGV[1] .. '|' .. ARGV[3]}
 """
@@ -249,12 +278,18 @@ return {1, ARGV[1] .. '|' .. ARGV[3]}
 # A batch in one step: its record, its items in order (an article id, or '!' and the rejection), and
 # every accepted article with its listing entries, so a batch is never stored half-way. Like _CREATE, a
 # new batch whose articles would take the unfinished ones over the bound is refused: {-1, unfinished}.
-# KEYS: batch, batch items, articles, pending, owner's articles, owners, sequence[, idempotency key].
+# Each accepted article's messages go onto the lists in the same step.
+# KEYS: batch, batch items, articles, pending, owner's articles, owners, sequence[, idempotency key],
+# message lists.
 # ARGV: batch id, now (ms), digest, idempotency TTL, batch key prefix, owner, result TTL,
-# article key prefix, bound (-1: none), accepted articles, number of batch fields, batch fields...,
-# then per item either 'a', article id, number of fields, fields... or 'r', rejection JSON.
+# article key prefix, bound (-1: none), accepted articles, 1 with an idempotency key (else 0), number of
+# message lists, number of batch fields, batch fields..., then per item either 'a', article id, number
+# of fields, fields..., one message per list, or 'r', rejection JSON.
 _CREATE_BATCH = """
-if #KEYS == 8 then
+local keyed = ARGV[11] == '1'
+local lists = tonumber(ARGV[12])
+local first_list = keyed and 9 or 8
+if keyed then
   local existing = redis.call('GET', KEYS[8])
   if existing then
     local id = string.match(existing, '^([^|]*)')
@@ -266,9 +301,9 @@ if bound >= 0 then
   local waiting = redis.call('ZCARD', KEYS[4])
   if waiting + tonumber(ARGV[10]) > bound then return {-1, tostring(waiting)} end
 end
-local fields = tonumber(ARGV[11])
-redis.call('HSET', KEYS[1], unpack(ARGV, 12, 11 + fields))
-local i = 12 + fields
+local fields = tonumber(ARGV[13])
+redis.call('HSET', KEYS[1], unpack(ARGV, 14, 13 + fields))
+local i = 14 + fields
 while i <= #ARGV do
   if ARGV[i] == 'a' then
     local id, count = ARGV[i + 1], tonumber(ARGV[i + 2])
@@ -279,6 +314,10 @@ while i <= #ARGV do
     redis.call('ZADD', KEYS[5], tonumber(ARGV[2]) * 1000 + seq, id)
     redis.call('RPUSH', KEYS[2], id)
     i = i + 3 + count
+    for m = 0, lists - 1 do
+      redis.call('LPUSH', KEYS[first_list + m], ARGV[i + m])
+    end
+    i = i + lists
   else
     redis.call('RPUSH', KEYS[2], '!' .. ARGV[i + 1])
     i = i + 2
@@ -287,7 +326,7 @@ end
 redis.call('SADD', KEYS[6], ARGV[6])
 redis.call('EXPIRE', KEYS[1], ARGV[7])
 redis.call('EXPIRE', KEYS[2], ARGV[7])
-if #KEYS == 8 then
+if keyed then
   redis.call('SET', KEYS[8], ARGV[1] .. '|' .. ARGV[3], 'EX', ARGV[4])
   redis.call('HSET', KEYS[1], 'idempotency_key', KEYS[8])
 end
@@ -550,19 +589,22 @@ class Store:
         idempotency_key: str | None = None,
         digest: str = "",
         max_backlog: int | None = None,
+        messages: MessagesFor = no_messages,
     ) -> Submission:
-        """Store a new article with every analysis queued; an Idempotency-Key seen before returns its article.
+        """Store a new article with every analysis queued, and push the messages that ask the workers
+        for them in the same step; an Idempotency-Key seen before returns its article (and pushes none).
 
         Raises IdempotencyConflict when the key was used for a request with a different digest, and
         BacklogFull (storing nothing) when a new article would make more than `max_backlog` unfinished.
         """
         article_id = uuid.uuid4().hex
         now_ms = _now_ms()  # the listing's time and created_at agree to the millisecond
+        outgoing = messages(article_id)
         keys = [self._article_key(article_id), *self._creation_keys(article.owner)]
         if idempotency_key is not None:
             keys.append(self._idempotency_key("", article.owner, idempotency_key))
         created, stored = self._create(
-            keys=keys,
+            keys=[*keys, *(message.key for message in outgoing)],
             args=[
                 article_id,
                 now_ms,
@@ -571,6 +613,9 @@ class Store:
                 self._article_key(""),
                 article.owner,
                 -1 if max_backlog is None else max_backlog,
+                0 if idempotency_key is None else 1,
+                len(outgoing),
+                *(message.payload for message in outgoing),
                 *_article_fields(article_id, article, _iso(now_ms)),
             ],
         )
@@ -579,7 +624,7 @@ class Store:
         existing_id, _, existing_digest = stored.decode().partition("|")
         if not created and existing_digest != digest:
             raise IdempotencyConflict(existing_id)
-        return Submission(existing_id, bool(created))
+        return Submission(existing_id, bool(created), tuple(outgoing) if created else ())
 
     def create_batch(
         self,
@@ -589,8 +634,10 @@ class Store:
         idempotency_key: str | None = None,
         digest: str = "",
         max_backlog: int | None = None,
+        messages: MessagesFor = no_messages,
     ) -> BatchSubmission:
-        """Store a batch and all its accepted articles in one step; rejected items keep their reasons.
+        """Store a batch and all its accepted articles, with the messages that ask for their analyses,
+        in one step; rejected items keep their reasons.
 
         An Idempotency-Key seen before returns its batch; with another digest, IdempotencyConflict. A new
         batch whose articles would make more than `max_backlog` unfinished raises BacklogFull.
@@ -617,15 +664,26 @@ class Store:
             self._article_key(""),
             -1 if max_backlog is None else max_backlog,
             accepted,
-            2 * len(record),
-            *(str(value) for pair in record.items() for value in pair),
+            0 if idempotency_key is None else 1,
         ]
+        batch_fields = [str(value) for pair in record.items() for value in pair]
+        item_args: list[EncodableT] = []
+        outgoing: list[QueuedMessage] = []
+        lists: list[str] | None = None  # every article's messages go to the same lists, in one order
         for item in items:
             if isinstance(item, Rejected):
-                args += ["r", json.dumps({"index": item.index, **item.problem})]
-            else:
-                fields = _article_fields(uuid.uuid4().hex, item, now, batch=batch_id)
-                args += ["a", fields[1], len(fields), *fields]
+                item_args += ["r", json.dumps({"index": item.index, **item.problem})]
+                continue
+            article_id = uuid.uuid4().hex
+            fields = _article_fields(article_id, item, now, batch=batch_id)
+            own = list(messages(article_id))
+            if lists is None:
+                lists = [message.key for message in own]
+            elif [message.key for message in own] != lists:
+                raise ValueError("the articles of one batch must have their messages on the same lists")
+            item_args += ["a", article_id, len(fields), *fields, *(message.payload for message in own)]
+            outgoing += own
+        args += [len(lists or []), len(batch_fields), *batch_fields, *item_args]
         keys = [
             self._batch_key(batch_id),
             self._batch_key(batch_id) + ":items",
@@ -633,13 +691,13 @@ class Store:
         ]
         if idempotency_key is not None:
             keys.append(self._idempotency_key("batch:", owner, idempotency_key))
-        created, stored = self._create_batch(keys=keys, args=args)
+        created, stored = self._create_batch(keys=[*keys, *(lists or [])], args=args)
         if created == -1:
             raise BacklogFull(int(stored))
         existing_id, _, existing_digest = stored.decode().partition("|")
         if not created and existing_digest != digest:
             raise IdempotencyConflict(existing_id)
-        return BatchSubmission(existing_id, bool(created))
+        return BatchSubmission(existing_id, bool(created), tuple(outgoing) if created else ())
 
     def get_batch(self, batch_id: str) -> Batch | None:
         pipe = self.redis.pipeline(transaction=True)

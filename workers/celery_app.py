@@ -20,8 +20,10 @@ from typing import Any
 
 import redis
 from celery import Celery
+from kombu.utils.uuid import uuid
 
 from newsdesk.settings import Settings
+from newsdesk.store import QueuedMessage
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +201,53 @@ def enqueue_analyses(
             log.info(
                 "task sent", extra={"article_id": article_id, "analyses": ",".join(names), "task_id": sent.id}
             )
+
+
+def analysis_messages(
+    app: Celery, layout: QueueLayout, key_prefix: str, article_id: str, analyses: Iterable[str] = RUN_ORDER
+) -> list[QueuedMessage]:
+    """The messages `enqueue_analyses` would send, as kombu's Redis transport stores them in a queue's
+    list, for the store to push in the step that stores the article (`Store.create_article`).
+
+    Celery builds the task message itself (`as_task_v2`: protocol 2 headers and body); only the
+    transport's envelope is written here, the fields kombu's `Producer.publish` and the virtual channel's
+    `basic_publish` add (a test compares the two on every field but the ids). Publishing through kombu
+    instead would cost the API a round trip and a third of a submission's CPU, and an article could be
+    stored without its message if the process died in between.
+    """
+    messages = []
+    for queue, names in layout.groups(analyses).items():
+        args = [article_id, names]
+        task_id = uuid()
+        task = app.amqp.as_task_v2(
+            task_id,
+            ANALYSIS_TASK,
+            args=args,
+            kwargs={},
+            reply_to=app.thread_oid,
+            ignore_result=None,
+            argsrepr=repr(args),
+            kwargsrepr="{}",
+        )
+        body = json.dumps(task.body)  # the app's task_serializer: plain JSON of plain values
+        envelope = {
+            "body": base64.b64encode(body.encode()).decode(),
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": task.headers,
+            "properties": {
+                **task.properties,
+                "argsrepr": task.headers["argsrepr"],
+                "kwargsrepr": task.headers["kwargsrepr"],
+                "delivery_mode": 2,  # persistent
+                "delivery_info": {"exchange": "", "routing_key": queue},
+                "priority": 0,  # the queue's own list; a priority would add a suffix to the key
+                "body_encoding": "base64",
+                "delivery_tag": uuid(),
+            },
+        }
+        messages.append(QueuedMessage(f"{key_prefix}{queue}", json.dumps(envelope), task_id))
+    return messages
 
 
 def enqueue_webhook(app: Celery, article_id: str) -> None:

@@ -1,9 +1,10 @@
 """The sweeper: a safety net that re-queues analyses of articles that stopped making progress, and webhook
 deliveries that were claimed but never sent.
 
-Messages are normally never lost (late acknowledgement, redelivery of a dead process's task, Redis with
-an append-only file), but an article can still stall: its enqueue failed after it was stored, a whole
-worker died holding its message, or Redis lost the last second of writes. Every worker runs the sweeper
+Messages are normally never lost (an article and its messages are stored in one step, late
+acknowledgement, redelivery of a dead process's task, Redis with an append-only file), but an article can
+still stall: a whole worker died holding its message, a re-queue's send failed, or Redis lost the last
+second of writes. Every worker runs the sweeper
 loop; a Redis lock lets one sweep run per interval.
 """
 
@@ -70,8 +71,8 @@ class Sweeper:
         An analysis whose message a worker holds (running or prefetched) is not lost: if that worker
         dies, the broker gives the message back after the visibility timeout. While its queue still
         holds messages, it is probably waiting its turn in a backlog, and an overload must not be
-        doubled. Otherwise its message is gone (an enqueue that failed, a hard time-limit kill, writes
-        Redis lost in a crash), and it is sent again.
+        doubled. Otherwise its message is gone (a re-queue whose send failed, a hard time-limit kill,
+        writes Redis lost in a crash), and it is sent again.
         """
         requeued = given_up = 0
         stale = self.store.stale_articles(self.settings.stuck_after)

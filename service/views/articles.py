@@ -11,9 +11,7 @@ from typing import Any
 import marshmallow as ma
 from flask import g, request
 from flask.views import MethodView
-from kombu.exceptions import OperationalError
 
-from newsdesk import logs
 from newsdesk.results import article_location, article_view
 from newsdesk.settings import Settings
 from newsdesk.store import (
@@ -29,7 +27,7 @@ from newsdesk.store import (
 from newsdesk.webhooks import check_callback_url
 from service.app_context import services
 from service.body import Blueprint, check_text_length
-from service.problems import Problem, redis_unavailable_problem
+from service.problems import Problem
 from service.schemas import (
     ArticleListQuerySchema,
     ArticlePageSchema,
@@ -105,7 +103,11 @@ class Articles(MethodView):
         digest = content_digest(g.json_body) if key else ""
         try:
             submitted = current.store.create_article(
-                article, idempotency_key=key, digest=digest, max_backlog=current.settings.max_backlog
+                article,
+                idempotency_key=key,
+                digest=digest,
+                max_backlog=current.settings.max_backlog,
+                messages=current.queue.messages,
             )
         except BacklogFull as full:
             raise overloaded(full) from full
@@ -117,15 +119,16 @@ class Articles(MethodView):
                 "This key was first used for another submission; use a new key for a new article.",
                 extra={"id": conflict.article_id},
             ) from conflict
-        with logs.bound(article_id=submitted.article_id):
-            if submitted.created:
-                try:
-                    current.queue.enqueue(submitted.article_id)
-                except OperationalError as error:
-                    # Stored but not queued: the sweeper re-queues it; the client may retry with its key.
-                    log.warning("enqueue failed", extra={"error": str(error)})
-                    raise redis_unavailable_problem() from error
-                log.info("article accepted", extra={"chars": len(article.text)})
+        if submitted.created:
+            # The task ids link this line to the workers' lines about the same tasks.
+            log.info(
+                "article accepted",
+                extra={
+                    "article_id": submitted.article_id,
+                    "chars": len(article.text),
+                    "task_ids": ",".join(message.id for message in submitted.messages),
+                },
+            )
         headers = {"Location": article_location(submitted.article_id), "Retry-After": POLL_AFTER_SECONDS}
         if not submitted.created:
             headers["Idempotent-Replayed"] = "true"

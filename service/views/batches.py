@@ -9,7 +9,6 @@ from typing import Any
 import marshmallow as ma
 from flask import g
 from flask.views import MethodView
-from kombu.exceptions import OperationalError
 
 from newsdesk.results import article_location
 from newsdesk.store import (
@@ -23,7 +22,7 @@ from newsdesk.store import (
 )
 from service.app_context import services
 from service.body import Blueprint
-from service.problems import Problem, field_errors, redis_unavailable_problem
+from service.problems import Problem, field_errors
 from service.schemas import ArticleSubmissionSchema, BatchQuerySchema, BatchSchema, BatchSubmissionSchema
 from service.views.articles import check_callback, check_wait, idempotency_key, new_article, overloaded
 
@@ -117,7 +116,12 @@ class Batches(MethodView):
         digest = content_digest(g.json_body) if key else ""
         try:
             submitted = current.store.create_batch(
-                g.owner, items, idempotency_key=key, digest=digest, max_backlog=current.settings.max_backlog
+                g.owner,
+                items,
+                idempotency_key=key,
+                digest=digest,
+                max_backlog=current.settings.max_backlog,
+                messages=current.queue.messages,
             )
         except BacklogFull as full:
             raise overloaded(full) from full
@@ -133,13 +137,6 @@ class Batches(MethodView):
         if batch is None:  # expired between the replay and this read
             raise Problem(404, "batch-not-found", "Batch not found", "The batch has expired.")
         if submitted.created:
-            try:
-                for article_id in batch.article_ids:
-                    current.queue.enqueue(article_id)
-            except OperationalError as error:
-                # Stored but not all queued: the sweeper re-queues them; a retry with the key is safe.
-                log.warning("enqueue failed", extra={"batch_id": batch.id, "error": str(error)})
-                raise redis_unavailable_problem() from error
             log.info("batch accepted", extra={"batch_id": batch.id, "accepted": batch.accepted})
         g.batch_outcomes = {  # for /metrics: each article counts as one submission
             "accepted" if submitted.created else "replayed": len(accepted),

@@ -11,7 +11,7 @@ import pytest
 from newsdesk.settings import Settings
 from newsdesk.store import BacklogFull, NewArticle, Store
 from service.app import create_app
-from service.queue import InMemoryQueue
+from service.queue import ListQueue
 
 pytestmark = pytest.mark.integration
 
@@ -23,8 +23,8 @@ def test_rate_limit_is_shared_across_api_processes(live_settings: Settings) -> N
         key_prefix=f"limits-{uuid.uuid4().hex[:8]}",
         rate_limit="4/minute",
     )
-    first = create_app(settings, queue=InMemoryQueue()).test_client()
-    second = create_app(settings, queue=InMemoryQueue()).test_client()
+    first = create_app(settings, queue=ListQueue()).test_client()
+    second = create_app(settings, queue=ListQueue()).test_client()
     statuses = [client.get("/v1/seeds").status_code for client in (first, second, first, second)]
     assert statuses == [200, 200, 200, 200]
     limited = second.get("/v1/seeds")

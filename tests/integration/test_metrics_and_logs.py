@@ -6,6 +6,8 @@ depths counted before a worker starts are this test's alone.
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import os
 import re
@@ -25,6 +27,14 @@ from newsdesk.settings import Settings
 from newsdesk.store import ANALYSES, Store
 from service.app import create_app
 from tests.conftest import ServiceProcess, wait_for
+from workers.celery_app import (
+    RUN_ORDER,
+    QueueLayout,
+    analysis_messages,
+    broker_key_prefix,
+    create_celery,
+    enqueue_analyses,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -66,13 +76,14 @@ def test_queue_depths_results_durations_and_task_ids_in_the_logs(
             response = client.post("/v1/articles", json={"text": TEXT}, buffered=True)
             assert response.status_code == 202
             ids.append(response.get_json()["id"])
-    sent: dict[str, Any] = {
-        record.task_id: record for record in caplog.records if record.getMessage() == "task sent"
+    # One message per article carries its three analyses; its task id is on the API's line.
+    sent: dict[str, str] = {
+        record.task_ids: record.article_id
+        for record in caplog.records
+        if record.getMessage() == "article accepted"
     }
-    assert len(sent) == 3  # one message per article carries its three analyses
-    assert {(record.article_id, record.analyses) for record in sent.values()} == {
-        (article_id, "summary,duplicates,stance") for article_id in ids
-    }
+    assert sorted(sent.values()) == sorted(ids)
+    assert all(task_id and "," not in task_id for task_id in sent)
 
     waiting = scrape(client)  # no worker consumes this prefix's queues yet
     assert waiting[("newsdesk_queue_depth", (("queue", "analyses"),))] == 3
@@ -104,13 +115,13 @@ def test_queue_depths_results_durations_and_task_ids_in_the_logs(
 
     # Each task the API sent shows up in the worker's log: a line per analysis, with its article.
     lines = worker.log_path.read_text(errors="replace").splitlines()
-    for task_id, record in sent.items():
+    for task_id, article_id in sent.items():
         done_lines = [
             line for line in lines if f"task_id={task_id}" in line and 'event="analysis done"' in line
         ]
         assert len(done_lines) == 3
-        for line, analysis in zip(done_lines, record.analyses.split(","), strict=True):
-            assert re.search(rf"\barticle_id={record.article_id}\b", line)
+        for line, analysis in zip(done_lines, RUN_ORDER, strict=True):
+            assert re.search(rf"\barticle_id={article_id}\b", line)
             assert f"analysis={analysis}" in line
 
 
@@ -173,3 +184,33 @@ def test_a_process_writes_its_last_figures_as_it_exits(own_prefix: Settings) -> 
     subprocess.run([sys.executable, "-c", program], env=env, check=True, timeout=60)
     store = Store.from_settings(own_prefix)
     assert store.redis.hget(store.metrics.key(ARTICLES_FINISHED.name), '["failed"]') == b"1"
+
+
+def _without_ids(message: dict[str, Any]) -> dict[str, Any]:
+    """A broker message with the fields that differ on every send blanked, and its body decoded."""
+    headers = {**message["headers"], "id": None, "root_id": None}
+    properties = {**message["properties"], "correlation_id": None, "delivery_tag": None}
+    body = json.loads(base64.b64decode(message["body"]))
+    return {**message, "headers": headers, "properties": properties, "body": body}
+
+
+def test_the_messages_the_store_pushes_are_those_celery_sends(own_prefix: Settings) -> None:
+    """The API's messages are built beside Celery's send (one step with the article's storing): on a
+    real Redis, each must equal what `send_task` puts in the same queue's list, on every field but the
+    ids. A Celery or kombu upgrade that changes the message fails here."""
+    split = Settings.from_env({}, **{**own_prefix.__dict__, "analysis_queues": "stance=stance"})
+    app, layout, prefix = create_celery(split), QueueLayout.from_settings(split), broker_key_prefix(split)
+    store = Store.from_settings(split)
+    article_id = uuid.uuid4().hex
+
+    enqueue_analyses(app, layout, article_id)
+    sent = {queue: store.redis.rpop(f"{prefix}{queue}") for queue in ("analyses", "stance")}
+    ours = analysis_messages(app, layout, prefix, article_id)
+
+    assert [message.key for message in ours] == [f"{prefix}analyses", f"{prefix}stance"]
+    for message, queue in zip(ours, ("analyses", "stance"), strict=True):
+        celery_message = json.loads(sent[queue])  # type: ignore[arg-type]
+        built = json.loads(message.payload)
+        assert built["headers"]["id"] == message.id
+        assert _without_ids(built) == _without_ids(celery_message)
+    assert store.redis.exists(*(f"{prefix}{queue}" for queue in layout.queues)) == 0

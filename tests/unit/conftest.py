@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from newsdesk.settings import Settings
 from newsdesk.store import Store
 from service.app import create_app
-from service.queue import InMemoryQueue
+from service.queue import ListQueue
 
 
 @pytest.fixture
@@ -33,12 +33,12 @@ def store(fake_redis: fakeredis.FakeRedis, settings: Settings) -> Store:
 
 
 @pytest.fixture
-def queue() -> InMemoryQueue:
-    return InMemoryQueue()
+def queue() -> ListQueue:
+    return ListQueue()
 
 
 @pytest.fixture
-def app(settings: Settings, store: Store, queue: InMemoryQueue) -> Flask:
+def app(settings: Settings, store: Store, queue: ListQueue) -> Flask:
     return create_app(settings, store=store, queue=queue)
 
 

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from newsdesk.store import ANALYSES, BacklogFull, IdempotencyConflict, NewArticle, Rejected, Seed, Store
+from newsdesk.store import (
+    ANALYSES,
+    BacklogFull,
+    IdempotencyConflict,
+    NewArticle,
+    QueuedMessage,
+    Rejected,
+    Seed,
+    Store,
+)
 
 
 def _sketch(text: str) -> bytes:
@@ -82,6 +91,70 @@ def test_the_backlog_bound_refuses_a_whole_batch(store: Store) -> None:
     assert list(store.redis.scan_iter(match="unit:batch:*")) == []
     assert store.create_batch("", items[:3], max_backlog=3).created  # the rejected item takes no room
     assert store.pending_count() == 3
+
+
+def _two_lists(article_id: str) -> list[QueuedMessage]:
+    return [
+        QueuedMessage("q:fast", f"fast {article_id}", "t1"),
+        QueuedMessage("q:slow", f"slow {article_id}", "t2"),
+    ]
+
+
+def _queued(store: Store, key: str) -> list[str]:
+    return [raw.decode() for raw in reversed(store.redis.lrange(key, 0, -1))]  # type: ignore[union-attr]
+
+
+def test_an_article_and_its_messages_are_stored_in_one_step(store: Store) -> None:
+    first = store.create_article(NewArticle(text="A."), idempotency_key="k", digest="d", messages=_two_lists)
+    second = store.create_article(NewArticle(text="B."), messages=_two_lists)
+    assert first.created
+    assert second.created
+    assert [m.payload for m in first.messages] == [f"fast {first.article_id}", f"slow {first.article_id}"]
+    # Oldest first, as a worker's BRPOP takes them from the list the store LPUSHes onto.
+    assert _queued(store, "q:fast") == [f"fast {first.article_id}", f"fast {second.article_id}"]
+    assert _queued(store, "q:slow") == [f"slow {first.article_id}", f"slow {second.article_id}"]
+
+    # A replay pushes nothing, nor does an article the backlog bound refuses.
+    replay = store.create_article(NewArticle(text="A."), idempotency_key="k", digest="d", messages=_two_lists)
+    assert (replay.article_id, replay.created, replay.messages) == (first.article_id, False, ())
+    with pytest.raises(BacklogFull):
+        store.create_article(NewArticle(text="C."), max_backlog=2, messages=_two_lists)
+    assert len(_queued(store, "q:fast")) == len(_queued(store, "q:slow")) == 2
+
+
+def test_a_batch_and_its_accepted_articles_messages_are_stored_in_one_step(store: Store) -> None:
+    items: list[NewArticle | Rejected] = [
+        NewArticle(text="A."),
+        Rejected(1, {"status": 422}),
+        NewArticle(text="C."),
+    ]
+    batch = store.create_batch("", items, idempotency_key="k", digest="d", messages=_two_lists)
+    stored = store.get_batch(batch.batch_id)
+    assert stored is not None
+    assert len(stored.article_ids) == 2
+    assert _queued(store, "q:fast") == [f"fast {article_id}" for article_id in stored.article_ids]
+    assert _queued(store, "q:slow") == [f"slow {article_id}" for article_id in stored.article_ids]
+    assert len(batch.messages) == 4
+
+    replay = store.create_batch("", items, idempotency_key="k", digest="d", messages=_two_lists)
+    assert (replay.batch_id, replay.created, replay.messages) == (batch.batch_id, False, ())
+    with pytest.raises(BacklogFull):
+        store.create_batch("", items, max_backlog=3, messages=_two_lists)
+    assert len(_queued(store, "q:fast")) == 2
+
+
+def test_a_batch_whose_articles_want_different_lists_is_refused_before_anything_is_stored(
+    store: Store,
+) -> None:
+    lists = iter([["q:a"], ["q:b"]])
+
+    def messages(article_id: str) -> list[QueuedMessage]:
+        return [QueuedMessage(key, article_id, "t") for key in next(lists)]
+
+    with pytest.raises(ValueError, match="same lists"):
+        store.create_batch("", [NewArticle(text="A."), NewArticle(text="B.")], messages=messages)
+    assert store.list_article_ids() == []
+    assert store.redis.exists("q:a", "q:b") == 0
 
 
 def test_status_follows_the_analyses(store: Store) -> None:

@@ -32,11 +32,11 @@ SCRIPT = textwrap.dedent(
     from newsdesk.settings import Settings
     from newsdesk.store import Store
     from service.app import create_app
-    from service.queue import InMemoryQueue
+    from service.queue import ListQueue
 
     settings = Settings.from_env({{}}, rate_limit_storage="memory://")
     store = Store(fakeredis.FakeRedis(), "image")
-    client = create_app(settings, store=store, queue=InMemoryQueue()).test_client()
+    client = create_app(settings, store=store, queue=ListQueue()).test_client()
     text = "The United Nations welcomed the agreement. Russia said it would study the text carefully."
     statuses = [
         client.post("/v1/articles", json={{"text": text}}).status_code,

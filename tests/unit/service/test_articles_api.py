@@ -9,7 +9,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from newsdesk.store import Store
-from service.queue import InMemoryQueue
+from service.queue import ListQueue
 
 ARTICLE = {"text": "Russia and the United States met at the UN on Monday. Talks went well.", "title": "Talks"}
 
@@ -28,7 +28,7 @@ def assert_problem(response: Any, status: int, kind: str) -> dict[str, Any]:
     return problem  # type: ignore[no-any-return]
 
 
-def test_submit_stores_then_enqueues(client: FlaskClient, store: Store, queue: InMemoryQueue) -> None:
+def test_submit_stores_then_enqueues(client: FlaskClient, store: Store, queue: ListQueue) -> None:
     response = post(
         client,
         {
@@ -44,7 +44,7 @@ def test_submit_stores_then_enqueues(client: FlaskClient, store: Store, queue: I
     assert body["status"] == "queued"
     assert response.headers["Location"] == f"/v1/articles/{body['id']}"
     assert response.headers["Retry-After"] == "1"
-    assert queue.article_ids == [body["id"]]
+    assert queue.article_ids(store.redis) == [body["id"]]
     article = store.get_article(body["id"])
     assert article is not None
     assert article.text == ARTICLE["text"]
@@ -88,13 +88,13 @@ def test_unknown_article_is_404(client: FlaskClient) -> None:
     assert_problem(client.get("/v1/articles/" + "x" * 500), 404, "article-not-found")
 
 
-def test_idempotency_key(client: FlaskClient, queue: InMemoryQueue) -> None:
+def test_idempotency_key(client: FlaskClient, store: Store, queue: ListQueue) -> None:
     first = post(client, ARTICLE, headers={"Idempotency-Key": "abc-1"})
     again = post(client, ARTICLE, headers={"Idempotency-Key": "abc-1"})
     assert first.status_code == again.status_code == 202
     assert again.get_json()["id"] == first.get_json()["id"]
     assert again.headers["Idempotent-Replayed"] == "true"
-    assert queue.article_ids == [first.get_json()["id"]]  # enqueued once
+    assert queue.article_ids(store.redis) == [first.get_json()["id"]]  # enqueued once
     conflict = post(client, {**ARTICLE, "title": "Other"}, headers={"Idempotency-Key": "abc-1"})
     problem = assert_problem(conflict, 422, "idempotency-key-reused")
     assert problem["id"] == first.get_json()["id"]
@@ -132,11 +132,11 @@ def test_idempotency_key(client: FlaskClient, queue: InMemoryQueue) -> None:
     ],
 )
 def test_schema_violations_name_each_field(
-    client: FlaskClient, queue: InMemoryQueue, body: Any, fields: list[str]
+    client: FlaskClient, store: Store, queue: ListQueue, body: Any, fields: list[str]
 ) -> None:
     problem = assert_problem(post(client, body), 422, "validation-error")
     assert sorted({error["field"] for error in problem["errors"]}) == fields
-    assert queue.article_ids == []
+    assert queue.article_ids(store.redis) == []
 
 
 def test_body_must_be_a_json_object(client: FlaskClient) -> None:

@@ -10,7 +10,7 @@ from newsdesk.settings import Settings
 from newsdesk.store import Store
 from service.app import create_app
 from service.auth import hash_key
-from service.queue import InMemoryQueue
+from service.queue import ListQueue
 
 KEY_A = "nd_key-of-newsroom-a"
 KEY_B = "nd_key-of-newsroom-b"
@@ -22,7 +22,7 @@ def keyed(fake_redis: fakeredis.FakeRedis) -> FlaskClient:
     settings = Settings.from_env(
         {}, key_prefix="unit", api_keys=f"newsroom-a:{hash_key(KEY_A)}, newsroom-b:{hash_key(KEY_B)}"
     )
-    return create_app(settings, store=Store(fake_redis, "unit"), queue=InMemoryQueue()).test_client()
+    return create_app(settings, store=Store(fake_redis, "unit"), queue=ListQueue()).test_client()
 
 
 def bearer(key: str) -> dict[str, str]:

@@ -17,12 +17,10 @@ from schemathesis.config import SchemathesisConfig
 from newsdesk.settings import Settings
 from newsdesk.store import Store
 from service.app import create_app
-from service.queue import InMemoryQueue
+from service.queue import ListQueue
 
 store = Store(fakeredis.FakeRedis(), "fuzz")
-app = create_app(
-    Settings.from_env({}, key_prefix="fuzz", rate_limit="off"), store=store, queue=InMemoryQueue()
-)
+app = create_app(Settings.from_env({}, key_prefix="fuzz", rate_limit="off"), store=store, queue=ListQueue())
 config = SchemathesisConfig.from_dict(
     {
         "checks": {

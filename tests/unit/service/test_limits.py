@@ -9,14 +9,14 @@ from newsdesk.settings import Settings
 from newsdesk.store import NewArticle, Store
 from service.app import create_app
 from service.auth import hash_key
-from service.queue import InMemoryQueue
+from service.queue import ListQueue
 
 ARTICLE = {"text": "Talks between the delegations resumed in Geneva on Monday."}
 
 
 def client_with(fake_redis: fakeredis.FakeRedis, **overrides: object) -> FlaskClient:
     settings = Settings.from_env({}, key_prefix="unit", rate_limit_storage="memory://", **overrides)
-    return create_app(settings, store=Store(fake_redis, "unit"), queue=InMemoryQueue()).test_client()
+    return create_app(settings, store=Store(fake_redis, "unit"), queue=ListQueue()).test_client()
 
 
 def test_over_the_rate_limit_is_429_with_retry_after(fake_redis: fakeredis.FakeRedis) -> None:

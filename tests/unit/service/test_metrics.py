@@ -26,7 +26,7 @@ from newsdesk.settings import Settings
 from newsdesk.store import Store
 from service.app import create_app
 from service.auth import hash_key
-from service.queue import InMemoryQueue
+from service.queue import ListQueue
 from workers.pipeline import Analyzers, run_analysis
 
 TEXT = (
@@ -158,7 +158,7 @@ def test_gauges_workers_seeds_and_no_queue_depth_without_a_broker(client: FlaskC
 
 def test_metrics_need_no_api_key_even_when_keys_are_configured(store: Store, settings: Settings) -> None:
     keyed = Settings.from_env({}, **{**settings.__dict__, "api_keys": f"ops:{hash_key('secret')}"})
-    app = create_app(keyed, store=store, queue=InMemoryQueue())
+    app = create_app(keyed, store=store, queue=ListQueue())
     app.test_client_class = ClosingClient
     client = app.test_client()
     assert client.get("/v1/seeds").status_code == 401
@@ -167,7 +167,7 @@ def test_metrics_need_no_api_key_even_when_keys_are_configured(store: Store, set
 
 def test_metrics_answer_503_when_redis_is_down(settings: Settings) -> None:
     server = fakeredis.FakeServer()
-    client = create_app(settings, store=Store(fakeredis.FakeRedis(server=server)), queue=InMemoryQueue())
+    client = create_app(settings, store=Store(fakeredis.FakeRedis(server=server)), queue=ListQueue())
     server.connected = False
     response = client.test_client().get("/metrics")
     assert response.status_code == 503

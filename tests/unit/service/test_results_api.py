@@ -16,7 +16,7 @@ from newsdesk.settings import Settings
 from newsdesk.store import ANALYSES, NewArticle, Store
 from service.app import create_app
 from service.auth import hash_key
-from service.queue import InMemoryQueue
+from service.queue import ListQueue
 from tests.unit.service.test_articles_api import assert_problem
 
 TEXT = "Russia and the United States met at the UN on Monday. Talks went well."
@@ -51,7 +51,7 @@ def submit(client: FlaskClient, **extra: Any) -> str:
 
 # batches
 def test_batch_accepts_good_items_and_rejects_bad_ones_with_index_and_reason(
-    client: FlaskClient, store: Store, queue: InMemoryQueue
+    client: FlaskClient, store: Store, queue: ListQueue
 ) -> None:
     articles = [
         {"text": TEXT, "title": "one"},
@@ -80,7 +80,7 @@ def test_batch_accepts_good_items_and_rejects_bad_ones_with_index_and_reason(
     ]
     assert rejected[3]["errors"][0]["field"] == "surprise"
     ids = [item["id"] for item in batch["items"] if "id" in item]
-    assert queue.article_ids == ids
+    assert queue.article_ids(store.redis) == ids
     stored = [store.get_article(article_id) for article_id in ids]
     assert [a.metadata["title"] for a in stored if a] == ["one", "five"]
     assert all(a is not None and a.batch == batch["id"] for a in stored)
@@ -89,7 +89,7 @@ def test_batch_accepts_good_items_and_rejects_bad_ones_with_index_and_reason(
 
 
 def test_batch_over_the_configured_limit_is_413_and_stores_nothing(
-    settings: Settings, store: Store, queue: InMemoryQueue
+    settings: Settings, store: Store, queue: ListQueue
 ) -> None:
     limited = create_app(
         Settings.from_env({}, **{**settings.__dict__, "max_batch": 3}), store=store, queue=queue
@@ -112,7 +112,7 @@ def test_batch_with_no_valid_item_is_422_with_each_reason(client: FlaskClient, s
     assert_problem(client.post("/v1/batches", json={"articles": ["text"]}), 422, "validation-error")
 
 
-def test_batch_text_over_the_limit_is_rejected_per_item(store: Store, queue: InMemoryQueue) -> None:
+def test_batch_text_over_the_limit_is_rejected_per_item(store: Store, queue: ListQueue) -> None:
     settings = Settings.from_env({}, key_prefix="unit", rate_limit="off", max_text_chars=100)
     client = create_app(settings, store=store, queue=queue).test_client()
     batch = client.post("/v1/batches", json={"articles": [{"text": TEXT}, {"text": "word " * 50}]}).get_json()
@@ -120,21 +120,21 @@ def test_batch_text_over_the_limit_is_rejected_per_item(store: Store, queue: InM
     assert batch["items"][1]["problem"]["errors"][0]["field"] == "text"
 
 
-def test_batch_idempotency_key_replays_the_batch(client: FlaskClient, queue: InMemoryQueue) -> None:
+def test_batch_idempotency_key_replays_the_batch(client: FlaskClient, store: Store, queue: ListQueue) -> None:
     body = {"articles": [{"text": TEXT}, {"text": TEXT, "title": "2"}]}
     first = client.post("/v1/batches", json=body, headers={"Idempotency-Key": "batch-1"})
     again = client.post("/v1/batches", json=body, headers={"Idempotency-Key": "batch-1"})
     assert first.status_code == again.status_code == 202
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.get_json()["id"] == first.get_json()["id"]
-    assert len(queue.article_ids) == 2
+    assert len(queue.article_ids(store.redis)) == 2
     other = client.post(
         "/v1/batches", json={"articles": [{"text": TEXT}]}, headers={"Idempotency-Key": "batch-1"}
     )
     assert_problem(other, 422, "idempotency-key-reused")
 
 
-def test_batch_respects_the_backlog_bound(store: Store, queue: InMemoryQueue) -> None:
+def test_batch_respects_the_backlog_bound(store: Store, queue: ListQueue) -> None:
     settings = Settings.from_env({}, key_prefix="unit", rate_limit="off", max_backlog=3)
     client = create_app(settings, store=store, queue=queue).test_client()
     submit(client)
@@ -170,7 +170,7 @@ def test_batch_items_are_paginated_and_counted(client: FlaskClient, store: Store
     assert_problem(client.get("/v1/batches/nope"), 404, "batch-not-found")
 
 
-def test_batches_are_owner_scoped(store: Store, queue: InMemoryQueue) -> None:
+def test_batches_are_owner_scoped(store: Store, queue: ListQueue) -> None:
     settings = Settings.from_env(
         {}, key_prefix="unit", rate_limit="off", api_keys=f"a:{hash_key('key-a')},b:{hash_key('key-b')}"
     )
@@ -376,7 +376,7 @@ def test_completion_is_announced_once_on_the_stream_and_channel(
     ],
 )
 def test_callback_url_is_checked_at_submission(
-    store: Store, queue: InMemoryQueue, url: str, allowed: bool
+    store: Store, queue: ListQueue, url: str, allowed: bool
 ) -> None:
     settings = Settings.from_env({}, key_prefix="unit", rate_limit="off", webhook_secret="s3cret")
     client = create_app(settings, store=store, queue=queue).test_client()

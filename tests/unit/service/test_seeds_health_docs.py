@@ -12,7 +12,7 @@ from newsdesk.embedded import free_port
 from newsdesk.settings import Settings
 from newsdesk.store import Store
 from service.app import create_app
-from service.queue import InMemoryQueue
+from service.queue import ListQueue
 
 SEEDS = Path(__file__).resolve().parents[3] / "seeds"
 
@@ -62,7 +62,7 @@ def test_healthz_and_readyz(client: FlaskClient, store: Store) -> None:
 
 def _unreachable_app(settings: Settings) -> Any:
     down = Settings.from_env({}, redis_url=f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
-    return create_app(settings, store=Store.from_settings(down), queue=InMemoryQueue()).test_client()
+    return create_app(settings, store=Store.from_settings(down), queue=ListQueue()).test_client()
 
 
 def test_redis_down_is_503_fast_and_nothing_is_queued(settings: Settings) -> None:
