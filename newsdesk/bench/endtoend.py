@@ -33,6 +33,7 @@ from newsdesk.store import ANALYSES
 API_TARGET_PER_S = 300.0
 LIGHT_TARGET_MS = 150.0
 RATIO_TARGET = 0.8
+BARE_RUNS = 2  # bare-loop runs per process count; the faster is the baseline
 # Rounds of warm-up articles at most, until every worker process has run every analysis once.
 WARM_UP_ROUNDS = 5
 # How often a throughput run looks whether its articles are done: the figures come from stored
@@ -485,16 +486,24 @@ def measure_end_to_end(
         for count in worker_counts
     ]
     memory.record_api(stack)
-    bare = {count: bare_loop(stack.settings, backlog, count) for count in worker_counts}
+    # The faster of two runs: a slow bare run (a busy moment on a shared machine) would flatter the
+    # workers' share of it, so the baseline is the best the machine showed.
+    bare = {
+        count: max(
+            (bare_loop(stack.settings, backlog, count) for _ in range(BARE_RUNS)), key=lambda b: b.rate
+        )
+        for count in worker_counts
+    }
     for figure in figures:
         rows += worker_rows(figure, bare[figure.processes], light_interval)
     for n, loop in bare.items():
         rows.append(
             Row("end-to-end", f"bare loop, {_processes(n)}", round(loop.rate, 2), "/s",
                 f"the same three analyses per article in a plain loop: no HTTP, queue or result writes; the "
-                f"same {loop.articles} articles as the backlog; CPU {1000 * loop.cpu_s / loop.articles:.1f} "
-                f"ms/article", extra={"articles": loop.articles, "seconds": round(loop.seconds, 3),
-                                      "cpu_s": round(loop.cpu_s, 3)})
+                f"same {loop.articles} articles as the backlog; the faster of {BARE_RUNS} runs; CPU "
+                f"{1000 * loop.cpu_s / loop.articles:.1f} ms/article",
+                extra={"articles": loop.articles, "seconds": round(loop.seconds, 3),
+                       "cpu_s": round(loop.cpu_s, 3)})
         )  # fmt: skip
     rows += [ratio_row(figure, bare[figure.processes]) for figure in figures]
     return rows
