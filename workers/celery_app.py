@@ -181,7 +181,7 @@ def enqueue_analyses(
     app: Celery, layout: QueueLayout, article_id: str, analyses: Iterable[str] = RUN_ORDER
 ) -> None:
     """Send the article's analyses: one message per queue they travel on, carrying only the article id
-    and the analyses' names."""
+    and the analyses' names. The sweeper's re-queue; the API's messages are `analysis_messages`."""
     with app.producer_or_acquire() as producer:
         for queue, names in layout.groups(analyses).items():
             args = [article_id, names]
@@ -190,9 +190,9 @@ def enqueue_analyses(
                 args=args,
                 queue=queue,
                 producer=producer,
-                # What Celery would otherwise work out on every send, at a measurable share of an API
-                # request's CPU: the queues need no declaring to be published to (a message goes straight
-                # to its queue's list; workers declare what they consume), and the arguments are short.
+                # What Celery would otherwise work out on every send: the queues need no declaring to be
+                # published to (a message goes straight to its queue's list; workers declare what they
+                # consume), and the arguments are short. As `analysis_messages` writes them too.
                 declare=[],
                 argsrepr=repr(args),
                 kwargsrepr="{}",
