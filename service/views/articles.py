@@ -6,6 +6,8 @@ import base64
 import binascii
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import marshmallow as ma
@@ -101,7 +103,7 @@ class Articles(MethodView):
         key = idempotency_key()
         article = new_article(submission, g.owner)
         digest = content_digest(g.json_body) if key else ""
-        try:
+        with refusals_as_problems(earlier="submission", new="article"):
             submitted = current.store.create_article(
                 article,
                 idempotency_key=key,
@@ -109,16 +111,6 @@ class Articles(MethodView):
                 max_backlog=current.settings.max_backlog,
                 messages=current.queue.messages,
             )
-        except BacklogFull as full:
-            raise overloaded(full) from full
-        except IdempotencyConflict as conflict:
-            raise Problem(
-                422,
-                "idempotency-key-reused",
-                "Idempotency-Key reused with a different body",
-                "This key was first used for another submission; use a new key for a new article.",
-                extra={"id": conflict.article_id},
-            ) from conflict
         if submitted.created:
             # The task ids link this line to the workers' lines about the same tasks.
             log.info(
@@ -232,15 +224,29 @@ def check_wait(wait: int, settings: Settings) -> None:
         )
 
 
-def overloaded(full: BacklogFull) -> Problem:
-    """The 503 of a submission refused by the backlog bound (the store counts and stores in one step)."""
-    return Problem(
-        503,
-        "overloaded",
-        "Too many articles waiting",
-        f"{full.waiting} articles are waiting for analysis; nothing was stored. Retry later.",
-        headers={"Retry-After": "30"},
-    )
+@contextmanager
+def refusals_as_problems(*, earlier: str, new: str) -> Iterator[None]:
+    """The store's refusals of a submission (an article or a batch) as the problems the client gets: the
+    backlog bound's 503 (the store counts and stores in one step), and the 422 of an Idempotency-Key
+    first used for another `earlier` body."""
+    try:
+        yield
+    except BacklogFull as full:
+        raise Problem(
+            503,
+            "overloaded",
+            "Too many articles waiting",
+            f"{full.waiting} articles are waiting for analysis; nothing was stored. Retry later.",
+            headers={"Retry-After": "30"},
+        ) from full
+    except IdempotencyConflict as conflict:
+        raise Problem(
+            422,
+            "idempotency-key-reused",
+            "Idempotency-Key reused with a different body",
+            f"This key was first used for another {earlier}; use a new key for a new {new}.",
+            extra={"id": conflict.article_id},
+        ) from conflict
 
 
 def check_callback(submission: dict[str, Any], settings: Settings) -> dict[str, str] | None:

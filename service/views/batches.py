@@ -13,9 +13,7 @@ from flask.views import MethodView
 from newsdesk.results import article_location
 from newsdesk.store import (
     TERMINAL,
-    BacklogFull,
     Batch,
-    IdempotencyConflict,
     NewArticle,
     Rejected,
     content_digest,
@@ -24,7 +22,13 @@ from service.app_context import services
 from service.body import Blueprint
 from service.problems import Problem, field_errors
 from service.schemas import ArticleSubmissionSchema, BatchQuerySchema, BatchSchema, BatchSubmissionSchema
-from service.views.articles import check_callback, check_wait, idempotency_key, new_article, overloaded
+from service.views.articles import (
+    check_callback,
+    check_wait,
+    idempotency_key,
+    new_article,
+    refusals_as_problems,
+)
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +118,7 @@ class Batches(MethodView):
             )
         key = idempotency_key()
         digest = content_digest(g.json_body) if key else ""
-        try:
+        with refusals_as_problems(earlier="batch", new="batch"):
             submitted = current.store.create_batch(
                 g.owner,
                 items,
@@ -123,16 +127,6 @@ class Batches(MethodView):
                 max_backlog=current.settings.max_backlog,
                 messages=current.queue.messages,
             )
-        except BacklogFull as full:
-            raise overloaded(full) from full
-        except IdempotencyConflict as conflict:
-            raise Problem(
-                422,
-                "idempotency-key-reused",
-                "Idempotency-Key reused with a different body",
-                "This key was first used for another batch; use a new key for a new batch.",
-                extra={"id": conflict.article_id},
-            ) from conflict
         batch = current.store.get_batch(submitted.batch_id)
         if batch is None:  # expired between the replay and this read
             raise Problem(404, "batch-not-found", "Batch not found", "The batch has expired.")
