@@ -109,6 +109,14 @@ class MentionSchema(ma.Schema):
     start = fields.Integer(required=True)
     end = fields.Integer(required=True)
     kind = fields.String(required=True, metadata={"description": "name, metonym, person or adjective"})
+    incidental = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "How the mention names its target only in passing: place (sales in Russia), "
+            "market (US oil output), origin (a US rapper) or name (American Cyanamid Co); null when it may "
+            "be the target acting. An incidental lead mention pulls its sentence's judgement toward neutral."
+        },
+    )
 
 
 class HolderSchema(ma.Schema):

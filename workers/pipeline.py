@@ -30,12 +30,13 @@ T = TypeVar("T")
 
 
 def load_scorer(kind: str) -> SentenceScorer:
-    """The sentence-level stance scorer a setting names: the trained model, or the lexicon."""
+    """The sentence-level stance scorer a setting names (the trained model, or the lexicon), aware of
+    incidental mentions."""
     if kind == "lexicon":
-        return stance.LexiconScorer()
+        return stance.IncidentalAware(stance.LexiconScorer())
     from workers.analysis.stance_model import OnnxStanceModel  # noqa: PLC0415 - onnxruntime only when used
 
-    return OnnxStanceModel.default()
+    return stance.IncidentalAware(OnnxStanceModel.default())
 
 
 class SeedIndexCache:

@@ -143,6 +143,19 @@ def test_stance_facts_on_the_seeds(seed_results: dict[str, dict[str, Any]]) -> N
                     assert text[mention["start"] : mention["end"]] == mention["text"]
 
 
+def test_a_state_named_only_as_a_place_is_not_given_the_sentences_sentiment(
+    api: FlaskClient, worker: Any, seeded: None
+) -> None:
+    # Written for this test. The model alone calls it positive toward Russia (the investors' delight).
+    text = "Sales of the new phone in Russia rose sharply, delighting investors."
+    result = submit_and_wait(api, {"text": text})
+    assert result["stance"]["version"].endswith("+incidental-1")
+    russia = result["stance"]["targets"]["russia"]
+    assert russia["label"] == "neutral"
+    ((mention,),) = [evidence["mentions"] for evidence in russia["evidence"]]
+    assert mention == {"text": "Russia", "start": 26, "end": 32, "kind": "name", "incidental": "place"}
+
+
 def test_unrelated_news_has_no_matches(api: FlaskClient, worker: Any, seeded: None) -> None:
     result = submit_and_wait(api, {"text": UNRELATED, "options": {"summary_sentences": 2}})
     assert result["status"] == "done"
