@@ -2,7 +2,8 @@
 
 The data folder has the layout of `../shared/data` (see its README): `newsmtsc/*.jsonl` (stance; every
 file but `train.jsonl`, which the model was trained on), `summaries/*.jsonl` (summary) and
-`news_corpus/news_corpus.jsonl` with `natural_duplicates.jsonl` (duplicates). Any other split written in
+`news_corpus/news_corpus.jsonl` with `natural_duplicates.jsonl` (duplicates; and stance on the corpus's
+sentences labelled in `data/news_corpus_stance.tsv`). Any other split written in
 those formats is measured the same way, keyed by its file name. Missing parts are skipped and named.
 Nothing here trains or tunes: the analyses run as the workers run them, with their shipped settings.
 """
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from newsdesk.evaluation import duplicates as duplicate_eval
+from newsdesk.evaluation.news_stance import evaluate_news_stance
 from newsdesk.evaluation.stance import evaluate_stance
 from newsdesk.evaluation.summary import evaluate_summary, lead_summarizer, read_texts, service_summarizer
 from workers.analysis.stance import SentenceScorer, analyse_stance
@@ -52,6 +54,13 @@ def run_evaluation(
         for path in files:
             progress(f"stance {path.name}")
             result["stance"][path.stem] = _rounded(evaluate_stance(scorer, path))
+        corpus_file = data_dir / "news_corpus" / "news_corpus.jsonl"
+        if corpus_file.is_file():
+            progress("stance news_corpus (hand-labelled sentences)")
+            for name, news_figures in evaluate_news_stance(scorer, corpus_file).items():
+                result["stance"][name] = {**_rounded(news_figures), "missing": int(news_figures["missing"])}
+        else:
+            skipped.append(f"stance on real news: {corpus_file} not found")
 
     if "summary" in parts:
         files = _jsonl_files(data_dir / "summaries")
