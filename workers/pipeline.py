@@ -30,13 +30,14 @@ T = TypeVar("T")
 
 
 def load_scorer(kind: str) -> SentenceScorer:
-    """The sentence-level stance scorer a setting names (the trained model, or the lexicon), aware of
-    incidental mentions."""
+    """The sentence-level stance scorer a setting names (the trained model, or the lexicon), as the
+    product applies it to its targets' mentions."""
     if kind == "lexicon":
-        return stance.IncidentalAware(stance.LexiconScorer())
+        return stance.TargetMentionScorer(stance.LexiconScorer())  # VADER learnt no label mix
     from workers.analysis.stance_model import OnnxStanceModel  # noqa: PLC0415 - onnxruntime only when used
 
-    return stance.IncidentalAware(OnnxStanceModel.default())
+    model = OnnxStanceModel.default()
+    return stance.TargetMentionScorer(model, prior=model.news_prior)
 
 
 class SeedIndexCache:

@@ -54,7 +54,7 @@ def build_sets(
             rows = wanted.get(article["id"])
             if not rows:
                 continue
-            sentences = {_sha1(s.text): s.text for s in prepare(article["text"]).sentences}
+            sentences = {sentence_sha1(s.text): s.text for s in prepare(article["text"]).sentences}
             for row in rows:
                 sentence = sentences.get(row["sentence_sha1"])
                 if sentence is None:
@@ -85,5 +85,6 @@ def evaluate_news_stance(
     return result
 
 
-def _sha1(text: str) -> str:
+def sentence_sha1(text: str) -> str:
+    """The key of a sentence in the label file."""
     return hashlib.sha1(text.encode("utf-8")).hexdigest()  # noqa: S324 - a content key, not security

@@ -149,7 +149,7 @@ def test_a_state_named_only_as_a_place_is_not_given_the_sentences_sentiment(
     # Written for this test. The model alone calls it positive toward Russia (the investors' delight).
     text = "Sales of the new phone in Russia rose sharply, delighting investors."
     result = submit_and_wait(api, {"text": text})
-    assert result["stance"]["version"].endswith("+incidental-1")
+    assert result["stance"]["version"].endswith("+targets-1")
     russia = result["stance"]["targets"]["russia"]
     assert russia["label"] == "neutral"
     ((mention,),) = [evidence["mentions"] for evidence in russia["evidence"]]

@@ -4,8 +4,9 @@ Mentions are found through the alias lists in `data/targets.json`. Each sentence
 target is judged by a sentence-level scorer (probabilities of negative / neutral / positive toward the
 mention); the article-level stance is the weighted mean of those probabilities. A mention that names
 its target only in passing (`incidental.py`: "sales in Russia", "a US rapper") is marked so in the
-evidence, and where it is the sentence's lead mention of the target, `IncidentalAware` pulls the
-sentence's judgement toward neutral.
+evidence, and where it is the sentence's lead mention of the target, `TargetMentionScorer` pulls the
+sentence's judgement toward neutral; it also re-weights the other mentions' judgements to the label mix
+of the targets in real news.
 """
 
 from __future__ import annotations
@@ -167,7 +168,7 @@ def analyse_stance(text: str | Document, scorer: SentenceScorer) -> StanceReport
     items: list[TargetedSentence] = []
     for pairs in per_target.values():
         for sentence, mentions in pairs:
-            items.append(TargetedSentence(sentence.text, *_lead_span(mentions)))
+            items.append(TargetedSentence(sentence.text, *lead_span(mentions)))
     probabilities = scorer.predict(items) if items else np.zeros((0, 3))
 
     report: dict[str, TargetStance] = {}
@@ -179,7 +180,7 @@ def analyse_stance(text: str | Document, scorer: SentenceScorer) -> StanceReport
     return StanceReport(report)
 
 
-def _lead_span(mentions: list[Mention]) -> tuple[int, int]:
+def lead_span(mentions: list[Mention]) -> tuple[int, int]:
     """The span of the mention the sentence is judged by: the state's own name before its institutions,
     people and demonyms; but a leader before a name that is only a place ("talks in Moscow with
     Vladimir Putin"). Other mentions are not preferred for being non-incidental: on the real-news sample
@@ -251,32 +252,59 @@ def _mostly_uppercase(text: str) -> bool:
     return len(letters) >= 6 and sum(c.isupper() for c in letters) > 0.7 * len(letters)
 
 
-class IncidentalAware:
-    """A scorer whose judgement of a mention that names its target only in passing leans to neutral.
+@dataclass(frozen=True, slots=True)
+class LabelPrior:
+    """The label mix a scorer learnt (`train`) and the one of the targets' mentions in real news
+    (`news`), each P(negative), P(neutral), P(positive)."""
 
-    Wraps the sentence scorer the workers and `newsdesk eval` use, so both see the same judgements.
-    Spans that are not one of the targets' aliases (NewsMTSC's people) pass through unchanged.
+    train: tuple[float, float, float]
+    news: tuple[float, float, float]
+
+    def ratio(self) -> npt.NDArray[np.float64]:
+        return np.asarray(self.news, dtype=np.float64) / np.asarray(self.train, dtype=np.float64)
+
+
+class TargetMentionScorer:
+    """The sentence scorer as the product applies it to mentions of its own targets.
+
+    - A mention that names its target only in passing (`incidental.py`) leans to neutral:
+      p' = (1 - shrink) p + shrink neutral.
+    - Any other mention of a state or body (not its people: the scorer learnt people) is re-weighted
+      from the label mix the scorer learnt to that of such mentions in real news (`prior`, when the
+      scorer has one): p' ∝ p · news / train (Saerens et al. 2002). NewsMTSC's people are mostly
+      judged for or against; states in the news mostly are not.
+
+    Spans that are not one of the targets' aliases (NewsMTSC's people) pass through unchanged. The
+    workers and `newsdesk eval` load the same one (`workers.pipeline.load_scorer`).
     """
 
-    def __init__(self, scorer: SentenceScorer, shrink: float = INCIDENTAL_SHRINK) -> None:
+    def __init__(
+        self, scorer: SentenceScorer, prior: LabelPrior | None = None, shrink: float = INCIDENTAL_SHRINK
+    ) -> None:
         self.scorer = scorer
+        self.prior = prior
         self.shrink = shrink
-        self.version = f"{scorer.version}+incidental-1"
+        self.version = f"{scorer.version}+targets-1"
 
     def predict(self, items: Sequence[TargetedSentence]) -> npt.NDArray[np.float64]:
         probabilities = self.scorer.predict(items)
         neutral = np.array([0.0, 1.0, 0.0])
+        ratio = self.prior.ratio() if self.prior else None
         for row, item in enumerate(items):
-            if _incidental_at(item) is not None:
+            mention = _mention_at(item)
+            if mention is None:
+                continue
+            if mention.incidental is not None:
                 probabilities[row] = (1.0 - self.shrink) * probabilities[row] + self.shrink * neutral
+            elif ratio is not None and mention.kind != "person":
+                shifted = probabilities[row] * ratio
+                probabilities[row] = shifted / shifted.sum()
         return probabilities
 
 
-def _incidental_at(item: TargetedSentence) -> IncidentalUse | None:
-    for mention in find_mentions(item.text):
-        if (mention.start, mention.end) == (item.start, item.end):
-            return mention.incidental
-    return None
+def _mention_at(item: TargetedSentence) -> Mention | None:
+    """The target mention whose span the item marks, if it marks one."""
+    return next((m for m in find_mentions(item.text) if (m.start, m.end) == (item.start, item.end)), None)
 
 
 class LexiconScorer:

@@ -14,7 +14,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
-from workers.analysis.stance import LABELS, TargetedSentence
+from workers.analysis.stance import LABELS, LabelPrior, TargetedSentence
 
 MODEL_DIR = Path(__file__).resolve().parent / "models" / "stance"
 # Rows are sorted by length and cut into batches of at most BATCH_TOKENS padded tokens (and BATCH_ROWS
@@ -142,6 +142,15 @@ def spec_from_meta(meta: dict[str, Any]) -> EncoderSpec:
     )
 
 
+def news_prior_from_meta(meta: dict[str, Any]) -> LabelPrior | None:
+    """The training and real-news label priors in meta.json (training/stance/news_prior.py), if any."""
+    record = meta.get("news_prior")
+    if record is None:
+        return None
+    train, news = (tuple(float(p) for p in record[key]) for key in ("train_prior", "prior"))
+    return LabelPrior(train=(train[0], train[1], train[2]), news=(news[0], news[1], news[2]))
+
+
 class OnnxStanceModel:
     """The fine-tuned MiniLM stance classifier (int8 ONNX), temperature-scaled, on the CPU."""
 
@@ -152,6 +161,7 @@ class OnnxStanceModel:
         self.version: str = str(meta["version"])
         self.spec = spec_from_meta(meta)
         self.temperature = float(meta["temperature"])
+        self.news_prior = news_prior_from_meta(meta)
         self.tokenizer = load_tokenizer(model_dir / "tokenizer.json")
         options = ort.SessionOptions()
         # One worker core per article by default: the workers run several processes side by side, and

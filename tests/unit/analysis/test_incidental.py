@@ -12,9 +12,10 @@ import pytest
 from workers.analysis.incidental import incidental_use
 from workers.analysis.stance import (
     LABELS,
-    IncidentalAware,
+    LabelPrior,
     LexiconScorer,
     TargetedSentence,
+    TargetMentionScorer,
     analyse_stance,
     find_mentions,
 )
@@ -82,7 +83,7 @@ def test_a_dotted_ticker_is_not_a_mention() -> None:
 
 
 def test_the_wrapper_leans_incidental_mentions_to_neutral_and_leaves_others() -> None:
-    scorer = IncidentalAware(LexiconScorer())
+    scorer = TargetMentionScorer(LexiconScorer())
     place = "Sales of the new phone in Russia rose sharply, delighting investors."
     actor = "Russia invaded its neighbour in a brutal, unprovoked attack."
     person = "Critics praised Smith for his courage."  # not a target alias: passes through
@@ -97,7 +98,30 @@ def test_the_wrapper_leans_incidental_mentions_to_neutral_and_leaves_others() ->
     np.testing.assert_allclose(wrapped[0], (1 - shrink) * inner[0] + shrink * np.array([0.0, 1.0, 0.0]))
     np.testing.assert_allclose(wrapped[1:], inner[1:])
     np.testing.assert_allclose(wrapped.sum(axis=1), 1.0)
-    assert scorer.version == f"{LexiconScorer.version}+incidental-1"
+    assert scorer.version == f"{LexiconScorer.version}+targets-1"
+
+
+def test_the_wrapper_reweights_other_state_mentions_to_the_news_prior() -> None:
+    prior = LabelPrior(train=(0.4, 0.35, 0.25), news=(0.2, 0.6, 0.2))
+    scorer = TargetMentionScorer(LexiconScorer(), prior=prior)
+    actor = "Critics accused Russia of lying about its role in the deadly attack."
+    leader = "Critics accused Putin of lying about his role in the deadly attack."
+    place = "Sales of the new phone in Russia rose sharply, delighting investors."
+    person = "Critics accused Smith of lying about his role in the deadly attack."
+    items = [
+        TargetedSentence(actor, actor.index("Russia"), actor.index("Russia") + 6),
+        TargetedSentence(leader, leader.index("Putin"), leader.index("Putin") + 5),
+        TargetedSentence(place, place.index("Russia"), place.index("Russia") + 6),
+        TargetedSentence(person, person.index("Smith"), person.index("Smith") + 5),
+    ]
+    inner = LexiconScorer().predict(items)
+    out = scorer.predict(items)
+    shifted = inner[0] * np.array([0.5, 0.6 / 0.35, 0.8])
+    np.testing.assert_allclose(out[0], shifted / shifted.sum())
+    np.testing.assert_allclose(out[1], inner[1])  # a leader: the scorer learnt people, no re-weighting
+    np.testing.assert_allclose(out[2], 0.1 * inner[2] + 0.9 * np.array([0.0, 1.0, 0.0]))  # incidental
+    np.testing.assert_allclose(out[3], inner[3])  # not a target
+    assert out[0][1] > inner[0][1]
 
 
 def test_evidence_says_how_a_mention_is_incidental() -> None:
@@ -107,9 +131,10 @@ def test_evidence_says_how_a_mention_is_incidental() -> None:
 
 
 @pytest.fixture(scope="module")
-def product_scorer() -> IncidentalAware:
+def product_scorer() -> TargetMentionScorer:
     scorer = load_scorer("model")
-    assert isinstance(scorer, IncidentalAware)
+    assert isinstance(scorer, TargetMentionScorer)
+    assert scorer.prior is not None  # the shipped model carries the real-news prior in its meta.json
     return scorer
 
 
@@ -126,7 +151,7 @@ PRODUCT_CASES = [
 
 @pytest.mark.parametrize(("text", "target", "expected"), PRODUCT_CASES)
 def test_the_product_judges_incidental_mentions_neutral(
-    product_scorer: IncidentalAware, text: str, target: str, expected: str
+    product_scorer: TargetMentionScorer, text: str, target: str, expected: str
 ) -> None:
     stance = analyse_stance(text, product_scorer).targets[target]
     assert stance.label == expected, (stance.score, stance.confidence)

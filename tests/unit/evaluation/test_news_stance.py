@@ -3,7 +3,6 @@ corpus file written here (the real corpus is never needed)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,7 +11,13 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from newsdesk.evaluation.news_stance import SPLITS, build_sets, evaluate_news_stance, shipped_labels
+from newsdesk.evaluation.news_stance import (
+    SPLITS,
+    build_sets,
+    evaluate_news_stance,
+    sentence_sha1,
+    shipped_labels,
+)
 from workers.analysis.stance import LABELS, TargetedSentence, find_mentions
 from workers.analysis.text import prepare
 
@@ -48,7 +53,7 @@ def _row(
     mention = next(m for m in find_mentions(sentence) if m.text == alias)
     return {
         "article_id": article["id"],
-        "sentence_sha1": hashlib.sha1(sentence.encode("utf-8")).hexdigest(),
+        "sentence_sha1": sentence_sha1(sentence),
         "start": str(mention.start),
         "end": str(mention.end),
         "target": mention.target,
