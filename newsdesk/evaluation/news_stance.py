@@ -7,7 +7,8 @@ mention the United States, Russia or the United Nations, without copying any tex
 article, the sentence (the sha1 of its text as `prepare` splits it) and the mention's offsets in it.
 Two annotators labelled every row independently (guideline in `data/`); rows they disagree on are
 left out. The `tune` split is what the incidental-mention rules were written against, `test` was
-scored only once they were.
+scored only once they were (and informed later changes), `check` was drawn and labelled after every
+choice was made and scored once.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from workers.analysis.stance import LABELS, SentenceScorer, TargetedSentence
 from workers.analysis.text import prepare
 
 LABELS_FILE = "data/news_corpus_stance.tsv"
-SPLITS = ("tune", "test")
+SPLITS = ("tune", "test", "check")
 
 
 def read_labels(text: str) -> list[dict[str, str]]:
