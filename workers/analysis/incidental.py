@@ -132,8 +132,9 @@ def incidental_use(  # noqa: PLR0911 - one return per rule, in the order the rul
     possessive = bool(after) and after[0] in {"'s", "’s"}
     if possessive:
         after = after[1:]
-    # A headline in title case capitalises every word, so there capitals say nothing about names.
-    names_readable = not _mostly_title_case(text)
+    # A headline in title case capitalises every word, so there capitals say nothing about names. Judged
+    # near the mention only, so that a huge one-sentence text with many mentions stays linear.
+    names_readable = not _mostly_title_case(text[max(0, start - 2 * _WINDOW) : end + 2 * _WINDOW])
     if names_readable:
         if name := _inside_name(before, after):
             return name
