@@ -33,7 +33,7 @@ import numpy.typing as npt
 
 from newsdesk.evaluation.news_stance import sentence_sha1, shipped_labels
 from newsdesk.evaluation.stance import read_newsmtsc
-from workers.analysis.stance import TARGET_KEYS, TargetedSentence, find_mentions, lead_span
+from workers.analysis.stance import TARGET_KEYS, TargetedSentence, find_mentions, lead_mention
 from workers.analysis.stance_model import MODEL_DIR, OnnxStanceModel
 from workers.analysis.text import prepare
 
@@ -61,10 +61,9 @@ def unlabelled_mentions(corpus: Path) -> list[TargetedSentence]:
                     own = [m for m in mentions if m.target == key]
                     if not own or (digest, key) in labelled:
                         continue
-                    start, end = lead_span(own)
-                    lead = next(m for m in own if (m.start, m.end) == (start, end))
+                    lead = lead_mention(own)
                     if lead.incidental is None and lead.kind != "person":
-                        groups[(source, key)].append(TargetedSentence(sentence.text, start, end))
+                        groups[(source, key)].append(TargetedSentence(sentence.text, lead.start, lead.end))
     rng = random.Random(SAMPLE_SEED)  # noqa: S311 - a reproducible sample, not a secret
     sample: list[TargetedSentence] = []
     for group in sorted(groups):

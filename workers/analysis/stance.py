@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Literal, Protocol
@@ -45,12 +45,25 @@ INCIDENTAL_SHRINK = 0.9
 
 
 @dataclass(frozen=True, slots=True)
+class Mention:
+    target: str
+    text: str
+    start: int
+    end: int
+    kind: MentionKind
+    incidental: IncidentalUse | None = None  # how the mention names its target only in passing, if so
+
+
+@dataclass(frozen=True, slots=True)
 class TargetedSentence:
     """A sentence and the span of one target mention inside it (offsets into `text`)."""
 
     text: str
     start: int
     end: int
+    # The target mention at that span, when the caller has found it (the stance analysis has; a
+    # NewsMTSC example has not, and its span may be no target at all).
+    mention: Mention | None = field(default=None, compare=False)
 
 
 class SentenceScorer(Protocol):
@@ -61,16 +74,6 @@ class SentenceScorer(Protocol):
     def predict(self, items: Sequence[TargetedSentence]) -> npt.NDArray[np.float64]:
         """Rows of P(negative), P(neutral), P(positive), one per item."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class Mention:
-    target: str
-    text: str
-    start: int
-    end: int
-    kind: MentionKind
-    incidental: IncidentalUse | None = None  # how the mention names its target only in passing, if so
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +171,8 @@ def analyse_stance(text: str | Document, scorer: SentenceScorer) -> StanceReport
     items: list[TargetedSentence] = []
     for pairs in per_target.values():
         for sentence, mentions in pairs:
-            items.append(TargetedSentence(sentence.text, *lead_span(mentions)))
+            lead = lead_mention(mentions)
+            items.append(TargetedSentence(sentence.text, lead.start, lead.end, lead))
     probabilities = scorer.predict(items) if items else np.zeros((0, 3))
 
     report: dict[str, TargetStance] = {}
@@ -180,15 +184,15 @@ def analyse_stance(text: str | Document, scorer: SentenceScorer) -> StanceReport
     return StanceReport(report)
 
 
-def lead_span(mentions: list[Mention]) -> tuple[int, int]:
-    """The span of the mention the sentence is judged by: the state's own name before its institutions,
+def lead_mention(mentions: list[Mention]) -> Mention:
+    """The mention the sentence is judged by: the state's own name before its institutions,
     people and demonyms; but a leader before a name that is only a place ("talks in Moscow with
     Vladimir Putin"). Other mentions are not preferred for being non-incidental: on the real-news sample
     (README, Evaluation) that made more errors, since the rules miss some incidental uses."""
     lead = min(mentions, key=lambda m: (_KIND_RANK[m.kind], m.start))
     if lead.incidental is not None:
         lead = next((m for m in mentions if m.kind == "person"), lead)
-    return lead.start, lead.end
+    return lead
 
 
 def _aggregate(
@@ -291,7 +295,7 @@ class TargetMentionScorer:
         neutral = np.array([0.0, 1.0, 0.0])
         ratio = self.prior.ratio() if self.prior else None
         for row, item in enumerate(items):
-            mention = _mention_at(item)
+            mention = item.mention if item.mention is not None else _mention_at(item)
             if mention is None:
                 continue
             if mention.incidental is not None:
