@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from workers.analysis.incidental import incidental_use
 from workers.analysis.stance import (
@@ -156,3 +158,55 @@ def test_the_product_judges_incidental_mentions_neutral(
     stance = analyse_stance(text, product_scorer).targets[target]
     assert stance.label == expected, (stance.score, stance.confidence)
     assert stance.label in LABELS
+
+
+_PIECES = st.sampled_from(
+    [
+        "US",
+        "U.S.",
+        "Russia",
+        "Russian",
+        "American",
+        "the",
+        "UN",
+        "Putin",
+        "Moscow",
+        "in",
+        "to",
+        "of",
+        "'s",
+        "’s",
+        "Co",
+        "Open",
+        "President",
+        "oil",
+        "forces",
+        "rapper",
+        "moved",
+        "back",
+        ",",
+        ".",
+        '"',
+        "-",
+        "<UN.AS>",
+        "Ünïcode",
+        "\u200b",
+        "Smith",
+        "A",
+        "And",
+        "policy",
+        "the American",
+        "\n",
+    ]
+)
+
+
+@given(st.lists(_PIECES, max_size=40), st.text(max_size=20))
+@settings(max_examples=300, deadline=None)
+def test_any_text_gets_a_known_use_or_none(pieces: list[str], noise: str) -> None:
+    text = " ".join(pieces) + noise
+    for mention in find_mentions(text):
+        assert text[mention.start : mention.end] == mention.text
+        assert mention.incidental in {None, "place", "market", "origin", "name"}
+        if mention.kind == "person":
+            assert mention.incidental is None
