@@ -96,7 +96,7 @@ class _FixedScorer:
 
 
 def test_aggregation_weights_names_above_adjectives() -> None:
-    text = "Russia praised the deal. Russian caviar prices fell sharply."
+    text = "Russia praised the deal. Russian hackers attacked the bank."
     scorer = _FixedScorer({"Russia": [0.1, 0.2, 0.7], "Russian": [0.8, 0.1, 0.1]})
     russia = analyse_stance(text, scorer).targets["russia"]
     # weights 1.0 (name) and 0.4 (adjective): mean = (1.0*[.1,.2,.7] + .4*[.8,.1,.1]) / 1.4
@@ -107,8 +107,37 @@ def test_aggregation_weights_names_above_adjectives() -> None:
     assert russia.mentions == 2
     assert [e.text for e in russia.evidence] == [
         "Russia praised the deal.",
-        "Russian caviar prices fell sharply.",
+        "Russian hackers attacked the bank.",
     ]
+
+
+class _SentenceScorer:
+    """Fixed rows by sentence: isolates the aggregation from any model."""
+
+    version = "fixed"
+
+    def __init__(self, rows: dict[str, list[float]]) -> None:
+        self.rows = rows
+
+    def predict(self, items: Sequence[TargetedSentence]) -> npt.NDArray[np.float64]:
+        return np.array([self.rows[item.text] for item in items])
+
+
+def test_sentences_that_name_the_target_only_in_passing_count_a_tenth() -> None:
+    actor = "Critics condemned Russia for the attack."
+    places = ["Sales in Russia rose.", "Talks in Moscow ended early.", "Prices in Russia fell."]
+    neutral = [0.05, 0.9, 0.05]
+    scorer = _SentenceScorer({actor: [0.7, 0.2, 0.1], **dict.fromkeys(places, neutral)})
+    russia = analyse_stance(" ".join([actor, *places]), scorer).targets["russia"]
+    # weights 1.0 for the actor's sentence, 0.1 (name and metonym, incidental) for each place
+    expected = (np.array([0.7, 0.2, 0.1]) + 0.1 * 3 * np.array(neutral)) / 1.3
+    assert russia.label == "negative"
+    assert russia.confidence == pytest.approx(expected[0], abs=1e-4)
+    assert russia.mentions == 4
+
+    only_places = analyse_stance(" ".join(places), scorer).targets["russia"]
+    assert only_places.label == "neutral"
+    assert only_places.confidence == pytest.approx(0.9, abs=1e-4)
 
 
 def test_lexicon_scorer_reads_clear_sentences(scorer: LexiconScorer) -> None:
