@@ -98,7 +98,7 @@ _TITLES = _words(
     Ambassadors Envoy Embassy General Generals Army Navy Air Marine Marines Government Parliament
     Senate Senator Senators Congress Congressman Congresswoman Secretary Treasury Federal Central
     State Supreme Security Intelligence Special Deputy Vice Chief Admiral Colonel Major Commander
-    Attorney Justice Department Administration Ambassador Representative Representatives Trade
+    Attorney Justice Department Administration Representative Representatives Trade
     Mission Delegation Forces Military Officials Official Authorities Permanent Council Assembly
     Secretary-General Nations National"""
 )
@@ -107,7 +107,7 @@ _NAME_ENDS = _words(
     """Co Co. Corp Corp. Corporation Inc Inc. Ltd Ltd. Plc PLC LLC Company Companies Group Bank
     Bancorp Airlines Airways Association Agency Division Institute Foundation Federation Network
     Records Pictures Studios Holdings Industries International Express Insurance Motors Steel Oil
-    Open Masters Championship Championships Cup League Tour Airlines Savings Trust Fund Exchange"""
+    Open Masters Championship Championships Cup League Tour Savings Trust Fund Exchange"""
 )
 _FUNCTION_CAPITALS = _words(
     "The A An And But Or In On At By For With From As Of To If When While After Before Mr Mrs Ms Dr"

@@ -84,15 +84,17 @@ def test_un_is_not_mentioned_only_in_004(scorer: LexiconScorer) -> None:
 
 
 class _FixedScorer:
-    """Gives every sentence the same probabilities: isolates the aggregation arithmetic."""
+    """Fixed probabilities per mention text (or per sentence): isolates the aggregation arithmetic."""
 
     version = "fixed"
 
-    def __init__(self, rows: dict[str, list[float]]) -> None:
+    def __init__(self, rows: dict[str, list[float]], by_sentence: bool = False) -> None:
         self.rows = rows
+        self.by_sentence = by_sentence
 
     def predict(self, items: Sequence[TargetedSentence]) -> npt.NDArray[np.float64]:
-        return np.array([self.rows[item.text[item.start : item.end]] for item in items])
+        keys = [item.text if self.by_sentence else item.text[item.start : item.end] for item in items]
+        return np.array([self.rows[key] for key in keys])
 
 
 def test_aggregation_weights_names_above_adjectives() -> None:
@@ -111,23 +113,11 @@ def test_aggregation_weights_names_above_adjectives() -> None:
     ]
 
 
-class _SentenceScorer:
-    """Fixed rows by sentence: isolates the aggregation from any model."""
-
-    version = "fixed"
-
-    def __init__(self, rows: dict[str, list[float]]) -> None:
-        self.rows = rows
-
-    def predict(self, items: Sequence[TargetedSentence]) -> npt.NDArray[np.float64]:
-        return np.array([self.rows[item.text] for item in items])
-
-
 def test_sentences_that_name_the_target_only_in_passing_count_a_tenth() -> None:
     actor = "Critics condemned Russia for the attack."
     places = ["Sales in Russia rose.", "Talks in Moscow ended early.", "Prices in Russia fell."]
     neutral = [0.05, 0.9, 0.05]
-    scorer = _SentenceScorer({actor: [0.7, 0.2, 0.1], **dict.fromkeys(places, neutral)})
+    scorer = _FixedScorer({actor: [0.7, 0.2, 0.1], **dict.fromkeys(places, neutral)}, by_sentence=True)
     russia = analyse_stance(" ".join([actor, *places]), scorer).targets["russia"]
     # weights 1.0 for the actor's sentence, 0.1 (name and metonym, incidental) for each place
     expected = (np.array([0.7, 0.2, 0.1]) + 0.1 * 3 * np.array(neutral)) / 1.3
