@@ -33,8 +33,8 @@ _MARKET_HEADS = _words(
     export sales deficit surplus gdp jobs unemployment payrolls retail consumer consumers spending demand
     supply supplies oil gas crude grain wheat corn soybeans beef steel car cars auto autos housing
     earnings profits revenue revenues investment investors market markets trading futures yields yield
-    industry industries sector manufacturing manufacturers producers refiners farmers farm exporters
-    importers origin"""
+    insurers insurer population industry industries sector manufacturing manufacturers producers refiners
+    farmers farm exporters importers origin"""
 )
 # Nouns that make it the origin of a person, a company or a work: "a US rapper", "US firm".
 _ORIGIN_HEADS = _words(
@@ -109,10 +109,18 @@ _NAME_ENDS = _words(
     Records Pictures Studios Holdings Industries International Express Insurance Motors Steel Oil
     Open Masters Championship Championships Cup League Tour Savings Trust Fund Exchange"""
 )
+# Words that end the name of a body of the state or institution ("the UN's Economic Commission"); no
+# personal name has them.
+_BODIES = _words(
+    """Commission Committee Agency Organisation Organization Programme Program Fund Office Bureau Service
+    Conference Summit Court Board Panel Institute Centre Center"""
+)
 _FUNCTION_CAPITALS = _words(
     "The A An And But Or In On At By For With From As Of To If When While After Before Mr Mrs Ms Dr"
 )
 _WINDOW = 100
+_POSSESSIVE_S = frozenset({"'s", "’s"})
+_APOSTROPHES = frozenset({"'", "’"})
 _TOKEN = re.compile(r"[A-Za-z][\w\-.&]*[\w&]|[A-Za-z]|[’']s\b|[^\w\s]")
 
 
@@ -129,7 +137,10 @@ def incidental_use(  # noqa: PLR0911 - one return per rule, in the order the rul
     # The rules look at most four words either side; 100 characters hold them.
     before = _TOKEN.findall(text[max(0, start - _WINDOW) : start])
     after = _TOKEN.findall(text[end : end + _WINDOW])
-    possessive = bool(after) and after[0] in {"'s", "’s"}
+    # "Russia's", and the bare apostrophe of a name ending in s ("the US' economy").
+    possessive = bool(after) and (
+        after[0] in _POSSESSIVE_S or (after[0] in _APOSTROPHES and text[start:end].endswith(("s", "S")))
+    )
     if possessive:
         after = after[1:]
     # A headline in title case capitalises every word, so there capitals say nothing about names. Judged
@@ -140,10 +151,14 @@ def incidental_use(  # noqa: PLR0911 - one return per rule, in the order the rul
             return name
         if kind == "adjective" and after and _is_capitalised_word(after[0]) and after[0] not in _TITLES:
             return "origin"  # a demonym before a personal name: "fellow American Bershawn Jackson"
+        if possessive and _is_personal_name(after):
+            return "origin"  # a compatriot, not the state: "Russia's Olga Fedorova won"
     phrase = _noun_phrase(after)
-    if any(word in _STATE_HEADS for word in phrase):
+    if any(word.lower() in _STATE_HEADS for word in phrase):
         return None  # "US forces", "in U.S. policy": the state acts
-    head = _head_use(phrase)
+    if names_readable and any(word in _BODIES for word in phrase):
+        return None  # one of its bodies: "the UN's Economic Commission", "the US Trade Commission"
+    head = _head_use([word.lower() for word in phrase])
     if not possessive and _after_place_preposition(before):
         return head or "place"  # "sales in Russia rose", "in US oil output"
     if not names_readable:
@@ -175,13 +190,23 @@ def _inside_name(before: list[str], after: list[str]) -> IncidentalUse | None:
     return "name" if any(word in _NAME_ENDS for word in run) else None
 
 
+def _is_personal_name(after: list[str]) -> bool:
+    """Whether the words after a possessive start with a first name and a surname, not an office of
+    the state or an organisation: "Olga Fedorova", not "Foreign Ministry" or "Economic Commission"."""
+    if len(after) < 2 or not all(word.isalpha() and word.istitle() for word in after[:2]):
+        return False
+    if after[0] in _TITLES or after[0] in _FUNCTION_CAPITALS or after[1] in _TITLES | _BODIES | _NAME_ENDS:
+        return False
+    return len(after) == 2 or not _is_capitalised_word(after[2])  # a third capital: an organisation
+
+
 def _noun_phrase(after: list[str]) -> list[str]:
-    """The lower-cased words after the mention, up to four, until a function word or punctuation."""
+    """The words after the mention, up to four, until a function word or punctuation."""
     phrase = []
     for word in after[:4]:
         if not word[:1].isalpha() or word.lower() in _STOP:
             break
-        phrase.append(word.lower())
+        phrase.append(word)
     return phrase
 
 

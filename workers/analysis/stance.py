@@ -26,7 +26,7 @@ from workers.analysis.attribution import Holder, find_holder
 from workers.analysis.incidental import IncidentalUse, incidental_use
 from workers.analysis.text import Document, Sentence, prepare
 
-VERSION = "stance-3"  # 2: evidence names the sentiment holder; 3: incidental mentions
+VERSION = "stance-4"  # 2: evidence names the sentiment holder; 3: incidental mentions; 4: more of them
 
 Label = Literal["negative", "neutral", "positive", "not_mentioned"]
 MentionKind = Literal["name", "metonym", "person", "adjective"]

@@ -37,11 +37,14 @@ INCIDENTAL = [
     ("US oil production fell for a third month.", "US", "market"),
     ("The weak U.S. dollar made European holidays expensive.", "U.S.", "market"),
     ("Russia's stock market had its best day in a decade.", "Russia", "market"),
+    ("The US' recent economic performance has been mixed.", "US", "market"),
+    ("Most US insurers have little exposure to the storm.", "US", "market"),
     ("A US rapper was arrested after a violent brawl outside a club.", "US", "origin"),
     ("A brilliant young American scientist won the prize.", "American", "origin"),
     ("Russian companies reported record losses this year.", "Russian", "origin"),
     ("Fifth seed Carla Diaz beat American Jo Smith in straight sets.", "American", "origin"),
     ("And the American remains confident of a medal in Paris.", "American", "origin"),
+    ("Russia's Olga Petrova won the 200m in a season's best time.", "Russia", "origin"),
     ("Shares of American Widget Co fell 4 pct on the news.", "American", "name"),
     ("The union, United Steelworkers of America, rejected the offer.", "America", "name"),
     ("Fans were thrilled when the champion won the US Open for a third time.", "US", "name"),
@@ -59,6 +62,9 @@ ACTOR = [
     ("The U.S. National Institute of Health announced a breakthrough.", "U.S."),
     ("Mr Putin praised the deal.", "Putin"),
     ("Washington warned Moscow against further escalation.", "Washington"),
+    ("Russia's Foreign Ministry condemned the strike.", "Russia"),
+    ("The UN's Economic Commission for Africa criticised the plan.", "UN"),
+    ("Russia's State Duma Committee backed the bill.", "Russia"),
 ]
 
 
