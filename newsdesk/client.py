@@ -332,6 +332,7 @@ class NewsdeskClient:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"batch {batch.id}: {len(pending)} articles unfinished")
+            # 1,000 is the largest page, and the service accepts no larger batch.
             status = self.get_batch(batch.id, wait=min(remaining, MAX_WAIT), limit=1000)
             for item in status.items:
                 if item.index in pending and item.id and item.status in {*TERMINAL, "gone"}:

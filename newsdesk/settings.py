@@ -12,6 +12,8 @@ from typing import Any
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _KEY_ENTRY = re.compile(r"^(?P<name>[A-Za-z0-9_.\-]{1,64}):(?P<digest>[0-9a-f]{64})$")
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+# The most items one page of a batch holds (`GET /v1/batches/{id}?limit=`), and so the largest batch.
+MAX_BATCH_PAGE = 1000
 
 
 @dataclass(frozen=True)
@@ -62,9 +64,13 @@ class Settings:
     # ("600/minute"); "off" turns limiting off. Counted in Redis, so it holds across API processes.
     rate_limit: str = field(default="600/minute", metadata={"env": "NEWSDESK_RATE_LIMIT"})
     rate_limit_storage: str = field(default="", metadata={"env": "NEWSDESK_RATE_LIMIT_STORAGE"})
+    # Reverse proxies in front of the API whose X-Forwarded-For/-Proto to believe (0: none). Behind a
+    # proxy every request comes from its address, so without this all keyless clients share one budget.
+    trusted_proxies: int = field(default=0, metadata={"env": "NEWSDESK_TRUSTED_PROXIES"})
     # Submissions are refused (503, Retry-After) while this many articles are unfinished.
     max_backlog: int = field(default=10_000, metadata={"env": "NEWSDESK_MAX_BACKLOG"})
-    # Results for other services (batches, long-polling, retention, the result stream, webhooks).
+    # Results for other services (batches, long-polling, retention, the result stream, webhooks). A batch
+    # is read back a page of at most MAX_BATCH_PAGE items, so one page always holds a whole batch.
     max_batch: int = field(default=100, metadata={"env": "NEWSDESK_MAX_BATCH"})
     max_wait: int = field(default=60, metadata={"env": "NEWSDESK_MAX_WAIT"})
     # A finished article (its results, its batch) is deleted this many seconds after it finished.
@@ -99,10 +105,12 @@ class Settings:
         self.api_key_hashes()  # fails early on a malformed entry
         if self.stance_scorer not in {"model", "lexicon"}:
             raise ValueError("NEWSDESK_STANCE_SCORER must be 'model' or 'lexicon'")
-        if self.max_batch < 1 or self.max_wait < 0 or self.result_ttl < 1:
-            raise ValueError(
-                "NEWSDESK_MAX_BATCH and NEWSDESK_RESULT_TTL must be positive, NEWSDESK_MAX_WAIT not negative"
-            )
+        if not 1 <= self.max_batch <= MAX_BATCH_PAGE:
+            raise ValueError(f"NEWSDESK_MAX_BATCH must be between 1 and {MAX_BATCH_PAGE}")
+        if self.trusted_proxies < 0:
+            raise ValueError("NEWSDESK_TRUSTED_PROXIES must not be negative")
+        if self.max_wait < 0 or self.result_ttl < 1:
+            raise ValueError("NEWSDESK_RESULT_TTL must be positive, NEWSDESK_MAX_WAIT not negative")
 
     @property
     def rate_limited(self) -> bool:

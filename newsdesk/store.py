@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -214,6 +215,15 @@ def connect(settings: Settings) -> redis.Redis:
         retry=Retry(NoBackoff(), 1),
         health_check_interval=30,
     )
+
+
+_STORE_ID = re.compile(r"[0-9a-f]{32}\Z")
+
+
+def is_store_id(text: str) -> bool:
+    """Whether `text` has the form of the article and batch ids made here (uuid4 hex). A path id of
+    another form names nothing, and must not be spliced into a key ("<id>:items" is another key)."""
+    return _STORE_ID.match(text) is not None
 
 
 def _now_ms() -> int:
@@ -1065,7 +1075,8 @@ class Store:
     ) -> tuple[int, int]:
         """Store seeds with their duplicate-index sketches. Returns (added or changed, unchanged).
 
-        A seed whose id and text are already stored is left alone (and not sketched again), so loading
+        A seed whose id, text, title and source are already stored is left alone, and one whose text
+        is stored but not its title or source gets only those replaced (not sketched again), so loading
         a folder twice is cheap.
         """
         added = unchanged = 0
@@ -1073,21 +1084,30 @@ class Store:
             digests = [hashlib.sha256(seed.text.encode()).hexdigest() for seed in chunk]
             stored = self.redis.pipeline(transaction=False)
             for seed in chunk:
-                stored.hget(self._seed_key(seed.id), "digest")
+                stored.hmget(self._seed_key(seed.id), ["digest", "title", "source"])
             existing = stored.execute()
             pipe = self.redis.pipeline(transaction=True)
-            for seed, digest, old in zip(chunk, digests, existing, strict=True):
-                if old is not None and old.decode() == digest:
+            for seed, digest, (old_digest, *old_description) in zip(chunk, digests, existing, strict=True):
+                described = {"title": seed.title or "", "source": seed.source or ""}
+                same_text = old_digest is not None and _text(old_digest) == digest
+                if same_text and list(described.values()) == [_text(v) if v else "" for v in old_description]:
                     unchanged += 1
                     continue
                 added += 1
+                if same_text:  # only the title or source changed: the sketch stands
+                    for name, value in described.items():
+                        if value:
+                            pipe.hset(self._seed_key(seed.id), name, value)
+                        else:
+                            pipe.hdel(self._seed_key(seed.id), name)
+                    continue
                 record: dict[FieldT, EncodableT] = {
                     "id": seed.id,
                     "text": seed.text,
                     "digest": digest,
                     "added_at": seed.added_at or now_iso(),
                 }
-                record.update({k: v for k, v in (("title", seed.title), ("source", seed.source)) if v})
+                record.update({name: value for name, value in described.items() if value})
                 pipe.delete(self._seed_key(seed.id))
                 pipe.hset(self._seed_key(seed.id), mapping=record)
                 pipe.zadd(self._seeds_key, {seed.id: 0})

@@ -179,6 +179,8 @@ def deliver_article(store: Store, settings: Settings, article_id: str, attempt: 
         )
     except WebhookRefused as refused:
         outcome = Outcome("refused", str(refused))
+    except httpx.InvalidURL as error:  # stored before the API checked for it; no retry will mend it
+        outcome = Outcome("refused", f"Not a usable URL: {error}"[:300])
     except (httpx.HTTPError, OSError) as error:
         outcome = Outcome("retry", f"{type(error).__name__}: {error}"[:300])
     else:

@@ -11,6 +11,7 @@ from typing import Any
 import swagger_ui_bundle
 from flask import Flask, Response, g, redirect, request, send_from_directory
 from flask_limiter import HeaderNames, Limiter, RateLimitExceeded
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response as BaseResponse
 
 from newsdesk.settings import Settings
@@ -50,6 +51,10 @@ def create_app(
     """Build the API. Tests pass their own settings, store (over fakeredis) or queue."""
     settings = settings or Settings.from_env()
     app = Flask("newsdesk")
+    if settings.trusted_proxies:
+        # The client's address (for rate limits and logs) and scheme, as the trusted proxies saw them.
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     app.config.update(
         API_TITLE="newsdesk",
         API_VERSION="v1",

@@ -8,22 +8,44 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from newsdesk.settings import Settings
+from newsdesk.settings import MAX_BATCH_PAGE, Settings
 from workers.analysis.summary import MAX_SENTENCES
-from workers.analysis.text import has_words
+from workers.analysis.text import has_words, prepare
 
 MAX_TEXT_CHARS = Settings.max_text_chars  # the documented default; NEWSDESK_MAX_TEXT_CHARS changes it
-SEED_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+SEED_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}\Z")  # \Z: "$" would let a final newline in
 
 
 def _has_words(value: str) -> None:
-    if not has_words(value):
+    # Judged on what the analyses will read: "<script>Russia</script>" or a lone "Advertisement" line
+    # would otherwise be accepted and analysed as nothing.
+    if not has_words(value) or not has_words(prepare(value).clean):
         raise ma.ValidationError("Text contains no words.")
 
 
+def _is_control(character: str) -> bool:
+    code = ord(character)
+    return code < 32 or 0x7F <= code <= 0x9F  # C0, DEL and C1
+
+
 def _no_control_characters(value: str) -> None:
-    if any(ord(c) < 32 and c not in "\t\n\r" for c in value):
+    if any(_is_control(c) and c not in "\t\n\r" for c in value):
         raise ma.ValidationError("Control characters are not allowed.")
+
+
+def _no_control_characters_in_url(value: str) -> None:
+    # A URL validator passes some (NUL, DEL); the HTTP client would refuse them only at delivery.
+    if any(_is_control(c) for c in value):
+        raise ma.ValidationError("Control characters are not allowed.")
+
+
+class _JsonFloat(fields.Float):
+    """A JSON number only: no "0.5" strings and no booleans, which marshmallow would convert."""
+
+    def _validated(self, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.make_error("invalid")
+        return super()._validated(value)
 
 
 class StrictSchema(ma.Schema):
@@ -49,10 +71,11 @@ def _short_text(maximum: int, description: str) -> fields.String:
 
 class OptionsSchema(StrictSchema):
     summary_sentences = fields.Integer(
+        strict=True,  # 3.5 or "3" is a wrong type, not 3
         validate=validate.Range(min=1, max=MAX_SENTENCES),
         metadata={"description": "Sentences in the summary (default 3)"},
     )
-    summary_ratio = fields.Float(
+    summary_ratio = _JsonFloat(
         validate=validate.Range(min=0, max=1, min_inclusive=False),
         allow_nan=False,
         metadata={"description": "Summary length as a share of the article's sentences, instead of a count"},
@@ -68,7 +91,7 @@ class ArticleSubmissionSchema(StrictSchema):
     text = _text_field("The article, as plain text or HTML (markup and outlet boilerplate are removed)")
     title = _short_text(1_000, "Headline")
     url = fields.Url(
-        validate=validate.Length(max=2_048),
+        validate=[validate.Length(max=2_048), _no_control_characters_in_url],
         schemes={"http", "https"},
         metadata={"description": "Where the article was published"},
     )
@@ -78,7 +101,7 @@ class ArticleSubmissionSchema(StrictSchema):
     )
     options = fields.Nested(OptionsSchema, load_default=dict)
     callback_url = fields.Url(
-        validate=validate.Length(max=2_048),
+        validate=[validate.Length(max=2_048), _no_control_characters_in_url],
         schemes={"http", "https"},
         require_tld=False,
         metadata={
@@ -302,7 +325,7 @@ class ArticlePageSchema(ma.Schema):
 # Batches
 class BatchSubmissionSchema(StrictSchema):
     articles = fields.List(
-        fields.Dict(),
+        fields.Raw(allow_none=True),  # each item is checked on its own by the view: a bad one fails alone
         required=True,
         validate=validate.Length(min=1),
         metadata={
@@ -351,7 +374,7 @@ class BatchQuerySchema(WaitQuerySchema):
     cursor = fields.String(
         validate=validate.Length(max=20), metadata={"description": "`next` of the previous page"}
     )
-    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=MAX_BATCH_PAGE))
 
 
 # Seeds

@@ -25,6 +25,7 @@ from newsdesk.store import (
     ListFilters,
     NewArticle,
     content_digest,
+    is_store_id,
 )
 from newsdesk.webhooks import check_callback_url
 from service.app_context import services
@@ -207,7 +208,7 @@ def _not_found(article_id: str) -> Problem:
 
 
 def _owned_article(article_id: str) -> Article:
-    article = services().store.get_article(article_id) if len(article_id) <= 64 else None
+    article = services().store.get_article(article_id) if is_store_id(article_id) else None
     if article is None or article.owner != g.owner:  # another key's article does not exist for you
         raise _not_found(article_id)
     return article

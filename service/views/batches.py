@@ -17,6 +17,7 @@ from newsdesk.store import (
     NewArticle,
     Rejected,
     content_digest,
+    is_store_id,
 )
 from service.app_context import services
 from service.body import Blueprint
@@ -52,7 +53,7 @@ def _invalid_item(errors: list[dict[str, str]]) -> dict[str, Any]:
     }
 
 
-def check_item(index: int, raw: dict[str, Any], owner: str) -> NewArticle | Rejected:
+def check_item(index: int, raw: Any, owner: str) -> NewArticle | Rejected:
     """One batch item, checked exactly as POST /v1/articles checks a body."""
     settings = services().settings
     try:
@@ -169,7 +170,7 @@ class BatchResource(MethodView):
 
 
 def _owned_batch(batch_id: str) -> Batch:
-    batch = services().store.get_batch(batch_id) if len(batch_id) <= 64 else None
+    batch = services().store.get_batch(batch_id) if is_store_id(batch_id) else None
     if batch is None or batch.owner != g.owner:
         raise Problem(404, "batch-not-found", "Batch not found", f"No batch has the id {batch_id!r}.")
     return batch
@@ -186,7 +187,7 @@ def _finished(batch: Batch) -> bool:
 
 
 def _read_cursor(cursor: str) -> int:
-    if not cursor.isdigit():
+    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 9:  # "²" is a digit too
         raise Problem(
             400, "invalid-cursor", "Invalid cursor", "Pass the `next` value of a previous page unchanged."
         )

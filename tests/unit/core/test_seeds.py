@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from newsdesk.seeds import SeedFileError, add_seeds, read_seeds
-from newsdesk.store import Store
+from newsdesk.store import Seed, Store
 
 
 def test_folder_of_text_files(tmp_path: Path) -> None:
@@ -53,3 +53,20 @@ def test_loading_twice_changes_nothing(tmp_path: Path, store: Store) -> None:
     )
     assert add_seeds(store, read_seeds(tmp_path)) == (1, 0)
     assert add_seeds(store, read_seeds(tmp_path)) == (0, 1)
+
+
+def test_a_new_title_or_source_replaces_the_old_one_without_a_new_sketch(store: Store) -> None:
+    text = "A seed about talks in Geneva between the two delegations."
+    sketches: list[str] = []
+
+    def sketch(value: str) -> bytes:
+        sketches.append(value)
+        return b"sketch"
+
+    assert store.add_seeds([Seed("w1", text, "Old", "Wire")], sketch) == (1, 0)
+    assert store.add_seeds([Seed("w1", text, "New", None)], sketch) == (1, 0)
+    seed = store.get_seed("w1")
+    assert seed is not None
+    assert (seed.title, seed.source, seed.text) == ("New", None, text)
+    assert sketches == [text]  # the text did not change, so neither did its sketch
+    assert store.add_seeds([Seed("w1", text, "New", None)], sketch) == (0, 1)

@@ -174,6 +174,18 @@ def test_loopback_refused_at_delivery_unless_allowed(receiver: Receiver) -> None
     assert store.webhook_state(article_id) == "refused"
 
 
+def test_an_unusable_url_is_refused_not_retried(receiver: Receiver) -> None:
+    # The API refuses such a URL now; one stored before it did must not be retried for ever.
+    store = Store(fakeredis.FakeRedis(), "unit")
+    settings = Settings.from_env({}, webhook_secret=SECRET, webhook_allow_private=True)
+    article_id = finished_article(store, receiver.url + "/\x00")
+    outcome = webhooks.deliver_article(store, settings, article_id, attempt=1)
+    assert outcome.state == "refused"
+    assert "Not a usable URL" in outcome.detail
+    assert store.webhook_state(article_id) == "refused"
+    assert receiver.requests == []
+
+
 def test_deleted_article_is_not_delivered(receiver: Receiver) -> None:
     store = Store(fakeredis.FakeRedis(), "unit")
     settings = Settings.from_env({}, webhook_secret=SECRET, webhook_allow_private=True)

@@ -129,6 +129,17 @@ def test_idempotency_key(client: FlaskClient, store: Store, queue: ListQueue) ->
         ({"text": "ok words", "options": {"length": 3}}, ["options.length"]),
         ({"text": "", "title": "", "source": 1}, ["source", "text", "title"]),
         ({"text": "ok words", "title": "bad\x00title"}, ["title"]),
+        ({"text": "ok words", "title": "escape \x9b31m and delete \x7f"}, ["title"]),
+        # Markup or boilerplate only: the analyses would read nothing.
+        ({"text": "<script>Russia</script>"}, ["text"]),
+        ({"text": "<style>a{color:red}</style><b>\x00</b>"}, ["text"]),
+        ({"text": "Advertisement"}, ["text"]),
+        # A JSON number of the right kind, not something marshmallow could turn into one.
+        ({"text": "ok words", "options": {"summary_sentences": 3.5}}, ["options.summary_sentences"]),
+        ({"text": "ok words", "options": {"summary_sentences": "3"}}, ["options.summary_sentences"]),
+        ({"text": "ok words", "options": {"summary_ratio": "0.5"}}, ["options.summary_ratio"]),
+        ({"text": "ok words", "options": {"summary_ratio": True}}, ["options.summary_ratio"]),
+        ({"text": "ok words", "url": "https://example.com/a\x7fb"}, ["url"]),
     ],
 )
 def test_schema_violations_name_each_field(

@@ -58,3 +58,18 @@ def test_backlog_over_its_bound_is_503_and_stores_nothing(fake_redis: fakeredis.
     assert batch.get_json()["type"] == "urn:newsdesk:problem:overloaded"
     assert batch.headers["Retry-After"] == "30"
     assert len(store.list_article_ids()) == 2
+
+
+def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget(
+    fake_redis: fakeredis.FakeRedis,
+) -> None:
+    def status(client: FlaskClient, forwarded_for: str) -> int:
+        headers = {"X-Forwarded-For": forwarded_for}
+        return client.get("/v1/seeds", headers=headers, environ_base={"REMOTE_ADDR": "10.0.0.2"}).status_code
+
+    behind_proxy = client_with(fake_redis, rate_limit="2/minute", trusted_proxies=1)
+    assert [status(behind_proxy, "203.0.113.7") for _ in range(3)] == [200, 200, 429]
+    assert status(behind_proxy, "198.51.100.9") == 200
+    # Not configured: the header is anybody's to write, so the proxy's own address is the client.
+    direct = client_with(fake_redis, rate_limit="2/minute")
+    assert [status(direct, f"203.0.113.{n}") for n in range(3)] == [200, 200, 429]

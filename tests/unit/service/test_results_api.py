@@ -88,6 +88,16 @@ def test_batch_accepts_good_items_and_rejects_bad_ones_with_index_and_reason(
     assert batch["status"] == "running"
 
 
+def test_an_item_that_is_not_an_object_is_rejected_alone(client: FlaskClient, store: Store) -> None:
+    articles = [{"text": TEXT}, None, "text", 5, []]
+    response = client.post("/v1/batches", json={"articles": articles})
+    assert response.status_code == 202, response.get_data(as_text=True)
+    batch = response.get_json()
+    assert [item["status"] for item in batch["items"]] == ["queued"] + ["rejected"] * 4
+    assert {item["problem"]["errors"][0]["field"] for item in batch["items"][1:]} == {"_schema"}
+    assert len(store.list_article_ids()) == 1
+
+
 def test_batch_over_the_configured_limit_is_413_and_stores_nothing(
     settings: Settings, store: Store, queue: ListQueue
 ) -> None:
@@ -166,8 +176,11 @@ def test_batch_items_are_paginated_and_counted(client: FlaskClient, store: Store
         "done", "failed", "gone", "rejected", "queued", "queued", "queued"
     ]  # fmt: skip
     assert page["counts"] == {"queued": 3, "running": 0, "done": 1, "failed": 1, "gone": 1}
-    assert_problem(client.get(f"/v1/batches/{batch['id']}?cursor=abc"), 400, "invalid-cursor")
+    for cursor in ("abc", "%C2%B2", "9223372036854775808"):  # "²" is a digit to Python
+        assert_problem(client.get(f"/v1/batches/{batch['id']}?cursor={cursor}"), 400, "invalid-cursor")
     assert_problem(client.get("/v1/batches/nope"), 404, "batch-not-found")
+    # Another key of the batch's (its item list), not a batch: never spliced into a key.
+    assert_problem(client.get(f"/v1/batches/{batch['id']}:items"), 404, "batch-not-found")
 
 
 def test_batches_are_owner_scoped(store: Store, queue: ListQueue) -> None:
@@ -373,6 +386,8 @@ def test_completion_is_announced_once_on_the_stream_and_channel(
         ("http://169.254.169.254/latest", False),
         ("http://localhost/in", False),
         ("ftp://example.com/in", False),
+        ("https://hooks.example.com/in\x00", False),  # the HTTP client would refuse it only at delivery
+        ("https://hooks.example.com/\x7fin", False),
     ],
 )
 def test_callback_url_is_checked_at_submission(
@@ -394,3 +409,10 @@ def test_callback_url_needs_a_webhook_secret(client: FlaskClient) -> None:
     response = client.post("/v1/articles", json={"text": TEXT, "callback_url": "https://example.com/in"})
     problem = assert_problem(response, 422, "validation-error")
     assert "NEWSDESK_WEBHOOK_SECRET" in problem["errors"][0]["message"]
+
+
+@pytest.mark.parametrize("size", ["0", "1001"])
+def test_a_batch_limit_one_page_cannot_hold_is_refused_at_start(size: str) -> None:
+    # GET /v1/batches/{id} gives at most 1,000 items a page; a larger batch could not be read in one.
+    with pytest.raises(ValueError, match="NEWSDESK_MAX_BATCH must be between 1 and 1000"):
+        Settings.from_env({"NEWSDESK_MAX_BATCH": size})

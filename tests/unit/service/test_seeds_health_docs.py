@@ -45,6 +45,11 @@ def test_seed_errors(client: FlaskClient) -> None:
     bad_id = client.post("/v1/seeds", json={"id": "../etc/passwd", "text": "Some words."})
     assert bad_id.status_code == 422
     assert [e["field"] for e in bad_id.get_json()["errors"]] == ["id"]
+    # "$" in a pattern also matches before a final newline: such an id would be stored, then break the
+    # Location header.
+    newline_id = client.post("/v1/seeds", json={"id": "wire-2\n", "text": "Some words."})
+    assert newline_id.status_code == 422
+    assert client.get("/v1/seeds").get_json()["items"] == []
     assert client.get("/v1/seeds?limit=0").status_code == 422
     assert client.get("/v1/seeds?limit=5&other=1").status_code == 422
 
@@ -74,7 +79,7 @@ def test_redis_down_is_503_fast_and_nothing_is_queued(settings: Settings) -> Non
     assert response.mimetype == "application/problem+json"
     assert response.headers["Retry-After"]
     assert response.get_json()["type"] == "urn:newsdesk:problem:storage-unavailable"
-    assert client.get("/v1/articles/abc").status_code == 503
+    assert client.get(f"/v1/articles/{'a' * 32}").status_code == 503  # an id of the form the store makes
     readiness = client.get("/readyz")
     assert readiness.status_code == 503
     assert readiness.get_json()["checks"]["redis"].startswith("unreachable")
