@@ -218,6 +218,7 @@ def connect(settings: Settings) -> redis.Redis:
 
 
 _STORE_ID = re.compile(r"[0-9a-f]{32}\Z")
+_SEED_DESCRIPTION = ("title", "source")  # a seed's fields besides its text, replaceable on their own
 
 
 def is_store_id(text: str) -> bool:
@@ -1084,13 +1085,17 @@ class Store:
             digests = [hashlib.sha256(seed.text.encode()).hexdigest() for seed in chunk]
             stored = self.redis.pipeline(transaction=False)
             for seed in chunk:
-                stored.hmget(self._seed_key(seed.id), ["digest", "title", "source"])
+                stored.hmget(self._seed_key(seed.id), ["digest", *_SEED_DESCRIPTION])
             existing = stored.execute()
             pipe = self.redis.pipeline(transaction=True)
             for seed, digest, (old_digest, *old_description) in zip(chunk, digests, existing, strict=True):
-                described = {"title": seed.title or "", "source": seed.source or ""}
+                described = dict(zip(_SEED_DESCRIPTION, (seed.title or "", seed.source or ""), strict=True))
+                stored_description = {
+                    name: _text(value) if value else ""
+                    for name, value in zip(_SEED_DESCRIPTION, old_description, strict=True)
+                }
                 same_text = old_digest is not None and _text(old_digest) == digest
-                if same_text and list(described.values()) == [_text(v) if v else "" for v in old_description]:
+                if same_text and described == stored_description:
                     unchanged += 1
                     continue
                 added += 1

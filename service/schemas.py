@@ -29,21 +29,17 @@ def _is_control(character: str) -> bool:
 
 
 def _no_control_characters(value: str) -> None:
+    # Also on URLs: fields.Url passes NUL and DEL, which the HTTP client would refuse only at delivery
+    # (it refuses tabs and line breaks itself).
     if any(_is_control(c) and c not in "\t\n\r" for c in value):
         raise ma.ValidationError("Control characters are not allowed.")
 
 
-def _no_control_characters_in_url(value: str) -> None:
-    # A URL validator passes some (NUL, DEL); the HTTP client would refuse them only at delivery.
-    if any(_is_control(c) for c in value):
-        raise ma.ValidationError("Control characters are not allowed.")
-
-
 class _JsonFloat(fields.Float):
-    """A JSON number only: no "0.5" strings and no booleans, which marshmallow would convert."""
+    """A JSON number only: no "0.5" string, which marshmallow would convert (it refuses booleans)."""
 
     def _validated(self, value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if not isinstance(value, int | float):
             raise self.make_error("invalid")
         return super()._validated(value)
 
@@ -91,7 +87,7 @@ class ArticleSubmissionSchema(StrictSchema):
     text = _text_field("The article, as plain text or HTML (markup and outlet boilerplate are removed)")
     title = _short_text(1_000, "Headline")
     url = fields.Url(
-        validate=[validate.Length(max=2_048), _no_control_characters_in_url],
+        validate=[validate.Length(max=2_048), _no_control_characters],
         schemes={"http", "https"},
         metadata={"description": "Where the article was published"},
     )
@@ -101,7 +97,7 @@ class ArticleSubmissionSchema(StrictSchema):
     )
     options = fields.Nested(OptionsSchema, load_default=dict)
     callback_url = fields.Url(
-        validate=[validate.Length(max=2_048), _no_control_characters_in_url],
+        validate=[validate.Length(max=2_048), _no_control_characters],
         schemes={"http", "https"},
         require_tld=False,
         metadata={
