@@ -98,6 +98,8 @@ def _rounded(figures: dict[str, float]) -> dict[str, float]:
         "macro_f1": round(figures["macro_f1"], 2),
         "accuracy": round(figures["accuracy"], 2),
         "ece": round(figures["ece"], 4),
+        "ece_floor": round(figures["ece_floor"], 4),
+        "ece_p": round(figures["ece_p"], 3),
         "n": int(figures["n"]),
     }
 
@@ -205,6 +207,12 @@ def format_table(result: dict[str, Any]) -> str:
                 _pair(figures, "macro_f1", "accuracy"),
             ),
             ("stance", name, "calibration error (ECE)", f"{figures['ece']:.3f}"),
+            (
+                "stance",
+                name,
+                "ECE of a calibrated model here; p",
+                f"{figures['ece_floor']:.3f}; p={figures['ece_p']:.2f}",
+            ),
         ]
     for name, figures in result["summary"].items():
         lead = figures["lead3"]

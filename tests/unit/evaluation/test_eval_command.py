@@ -130,6 +130,8 @@ def test_eval_json_is_keyed_by_the_files_it_read(data_dir: Path) -> None:
     assert 0 <= stance["macro_f1"] <= 100
     assert 0 <= stance["accuracy"] <= 100
     assert 0 <= stance["ece"] <= 1
+    assert 0 < stance["ece_floor"] <= 1  # three examples: sampling alone gives a large gap
+    assert 0 <= stance["ece_p"] <= 1
 
     summary = result["summary"]["tiny"]
     assert summary["n"] == 2
