@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import re
 import socket
 import time
 from dataclasses import dataclass
@@ -67,14 +68,35 @@ def check_callback_url(url: str, *, allow_private: bool) -> str | None:
         return "Use an http or https URL with a host."
     if allow_private:
         return None
-    try:
-        address = ipaddress.ip_address(parts.hostname)
-    except ValueError:
+    address = literal_address(parts.hostname)
+    if address is None:
         if parts.hostname.lower() == "localhost" or parts.hostname.lower().endswith(".localhost"):
             return "Callbacks to loopback addresses are not allowed."
         return None
     reason = blocked_reason(address)
     return f"Callbacks to {reason} addresses are not allowed." if reason else None
+
+
+# inet_aton's spellings of an IPv4 address: 1 to 4 parts, each decimal, octal (leading 0) or hex (0x).
+_LEGACY_IPV4 = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}", re.IGNORECASE)
+
+
+def literal_address(host: str) -> IPAddress | None:
+    """The address a host names by itself, or None for a name to resolve.
+
+    Besides the standard forms this reads the ones resolvers still accept ("2130706433", "0x7f000001",
+    "127.1", "0177.0.0.1": all 127.0.0.1), so they cannot slip past the submission check.
+    """
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    if _LEGACY_IPV4.fullmatch(host):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
 
 
 def resolve_checked(host: str, port: int, *, allow_private: bool) -> str:

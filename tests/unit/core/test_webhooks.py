@@ -58,6 +58,29 @@ def test_callback_url_check_at_submission() -> None:
     assert check("ftp://example.com/x", allow_private=True) is not None
 
 
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [
+        ("2130706433", "loopback"),  # 127.0.0.1 as one decimal number
+        ("0x7f000001", "loopback"),
+        ("0x7F.1", "loopback"),
+        ("127.1", "loopback"),
+        ("0177.0.0.1", "loopback"),  # octal
+        ("0", "unspecified"),
+        ("167772161", "private"),  # 10.0.0.1
+    ],
+)
+def test_other_spellings_of_an_address_are_checked_at_submission(host: str, reason: str) -> None:
+    assert webhooks.check_callback_url(f"http://{host}/x", allow_private=False) == (
+        f"Callbacks to {reason} addresses are not allowed."
+    )
+
+
+@pytest.mark.parametrize("host", ["hooks.example.com", "123.example.com", "0x7f.example.com", "1.2.3.4.5"])
+def test_names_are_left_to_delivery(host: str) -> None:
+    assert webhooks.literal_address(host) is None
+
+
 def test_signature_round_trip_and_replay_window() -> None:
     body = b'{"id": "a"}'
     now = str(int(time.time()))
