@@ -51,6 +51,9 @@ def create_app(
     """Build the API. Tests pass their own settings, store (over fakeredis) or queue."""
     settings = settings or Settings.from_env()
     app = Flask("newsdesk")
+    # Werkzeug answers "/v1//articles" with an HTML 308 redirect that bypasses the error handlers;
+    # without merging it is a plain problem+json 404 like any other unknown path.
+    app.url_map.merge_slashes = False
     if settings.trusted_proxies:
         # The client's address (for rate limits and logs) and scheme, as the trusted proxies saw them.
         hops = settings.trusted_proxies

@@ -18,10 +18,18 @@ from webargs.flaskparser import FlaskParser
 from service.problems import PROBLEM_MIMETYPE, Problem, ProblemSchema
 
 MAX_DEPTH = 32
+# No number the API takes needs more digits; Python's own cap (4,300) would answer in its words.
+MAX_INTEGER_DIGITS = 100
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _parse_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_INTEGER_DIGITS:
+        raise ValueError(f"a number has more than {MAX_INTEGER_DIGITS} digits")
+    return int(digits)
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -73,7 +81,9 @@ def read_json_body(request: Request) -> Any:
     except UnicodeDecodeError as error:
         raise _bad_json(f"The body is not UTF-8: invalid byte at position {error.start}.") from error
     try:
-        value = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_reject_duplicates)
+        value = json.loads(
+            text, parse_constant=_reject_constant, parse_int=_parse_int, object_pairs_hook=_reject_duplicates
+        )
         _check(value)
     except json.JSONDecodeError as error:
         raise _bad_json(f"{error.msg} at line {error.lineno}, column {error.colno}.") from error

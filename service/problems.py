@@ -46,6 +46,12 @@ class ProblemSchema(ma.Schema):
     id = ma.fields.String(metadata={"description": "The article concerned, where there is one"})
 
 
+# A body can name thousands of bad fields; the answer lists the first few, with clipped names, so an
+# error stays small whatever was sent.
+MAX_LISTED_ERRORS = 50
+MAX_FIELD_CHARS = 200
+
+
 class Problem(Exception):
     """An error with an HTTP status, a stable kind (`slug`) and a human explanation."""
 
@@ -64,6 +70,10 @@ class Problem(Exception):
         self.status = status
         self.slug = slug
         self.title = title
+        if errors is not None and len(errors) > MAX_LISTED_ERRORS:
+            listed = f"The first {MAX_LISTED_ERRORS} of {len(errors)} errors are listed."
+            detail = f"{detail} {listed}" if detail else listed
+            errors = errors[:MAX_LISTED_ERRORS]
         self.detail = detail
         self.errors = errors
         self.headers = dict(headers or {})
@@ -87,6 +97,8 @@ def field_errors(messages: Mapping[str, Any], prefix: str = "") -> list[dict[str
     flat: list[dict[str, str]] = []
     for key, value in messages.items():
         path = f"{prefix}.{key}" if prefix else str(key)
+        if len(path) > MAX_FIELD_CHARS:
+            path = path[: MAX_FIELD_CHARS - 1] + "…"
         if isinstance(value, Mapping):
             flat.extend(field_errors(value, path))
         else:

@@ -172,6 +172,7 @@ def test_text_over_the_configured_limit(client: FlaskClient, app: Any) -> None:
         (b'{"text": "caf\xe9"}', "not UTF-8"),
         (b"[" * 5000 + b"]" * 5000, "nested"),
         (b'{"a":' * 40 + b"1" + b"}" * 40, "nested"),
+        (b'{"text": "ok words", "summary_sentences": ' + b"9" * 5000 + b"}", "more than 100 digits"),
     ],
 )
 def test_malformed_json_is_400(client: FlaskClient, data: bytes, detail: str) -> None:
@@ -207,8 +208,25 @@ def test_html_and_hostile_text_is_accepted_as_data(client: FlaskClient, store: S
     assert article.text == text
 
 
+def test_many_bad_fields_get_a_short_answer(client: FlaskClient, store: Store, queue: ListQueue) -> None:
+    body = {"text": "ok words", **{f"field{i}": 1 for i in range(5000)}, "x" * 10_000: 1}
+    response = post(client, body)
+    problem = assert_problem(response, 422, "validation-error")
+    assert len(problem["errors"]) == 50
+    assert "The first 50 of 5001 errors are listed." in problem["detail"]
+    assert len(response.data) < 10_000
+    assert queue.article_ids(store.redis) == []
+
+
+def test_long_field_names_are_clipped_in_errors(client: FlaskClient) -> None:
+    problem = assert_problem(post(client, {"text": "ok words", "y" * 10_000: 1}), 422, "validation-error")
+    assert [len(error["field"]) for error in problem["errors"]] == [200]
+    assert problem["errors"][0]["field"].endswith("…")
+
+
 def test_unknown_route_and_method(client: FlaskClient) -> None:
     assert_problem(client.get("/v1/nothing"), 404, "not-found")
+    assert_problem(client.get("/v1//articles"), 404, "not-found")  # no HTML redirect to the merged path
     assert_problem(client.delete("/v1/articles"), 405, "method-not-allowed")
     assert_problem(client.post("/v1/nothing", data=b"x", content_type="text/plain"), 404, "not-found")
 
