@@ -15,6 +15,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,7 +150,8 @@ class CeleryBrokerView:
         self.layout = QueueLayout.from_settings(settings)
         # kombu's Redis transport keeps every delivered, unacknowledged message (running or prefetched)
         # in this hash ("unacked", its default name, under our key prefix) until it is acknowledged.
-        self.unacked_key = f"{broker_key_prefix(settings)}unacked"
+        self.key_prefix = broker_key_prefix(settings)
+        self.unacked_key = f"{self.key_prefix}unacked"
 
     def queue_depths(self) -> dict[str, int]:
         """Messages waiting in each queue ("analyses", ..., "webhooks")."""
@@ -164,17 +166,38 @@ class CeleryBrokerView:
         and (WEBHOOK_TASK, article id) for each such webhook delivery."""
         held: set[tuple[str, str]] = set()
         for raw in self.client.hvals(self.unacked_key):
-            try:
-                message = json.loads(raw)[0]
-                args = json.loads(base64.b64decode(message["body"]))[0]  # protocol 2: [args, kwargs, embed]
-                task = str(message["headers"]["task"])
-                if task == ANALYSIS_TASK:
-                    held.update((str(name), str(args[0])) for name in args[1])
-                elif task == WEBHOOK_TASK:
-                    held.add((WEBHOOK_TASK, str(args[0])))
-            except (ValueError, KeyError, IndexError, TypeError):
-                continue  # not a message of ours
+            with suppress(ValueError, IndexError, TypeError):
+                held |= _work_of(json.loads(raw)[0])  # the hash holds [message, exchange, routing key]
         return held
+
+    def waiting(self, queue: str) -> set[tuple[str, str]]:
+        """The same pairs for the messages waiting in a queue: a read of the whole list, for the rare
+        question whether one particular message is among them."""
+        waiting: set[tuple[str, str]] = set()
+        key = f"{self.key_prefix}{queue}"  # a message of priority 0 (all of ours) lies in the queue's list
+        for start in range(0, int(self.client.llen(key)), _SCAN_CHUNK):
+            for raw in self.client.lrange(key, start, start + _SCAN_CHUNK - 1):
+                with suppress(ValueError, TypeError):
+                    waiting |= _work_of(json.loads(raw))
+        return waiting
+
+
+_SCAN_CHUNK = 1000  # messages per LRANGE: a long backlog is read in replies of a few hundred KB
+
+
+def _work_of(message: Any) -> set[tuple[str, str]]:
+    """(analysis, article id) per analysis an analysis message carries, or (WEBHOOK_TASK, article id) for
+    a webhook delivery; nothing for a message that is not ours."""
+    try:
+        args = json.loads(base64.b64decode(message["body"]))[0]  # protocol 2: [args, kwargs, embed]
+        task = str(message["headers"]["task"])
+        if task == ANALYSIS_TASK:
+            return {(str(name), str(args[0])) for name in args[1]}
+        if task == WEBHOOK_TASK:
+            return {(WEBHOOK_TASK, str(args[0]))}
+    except (ValueError, KeyError, IndexError, TypeError):
+        pass
+    return set()
 
 
 def enqueue_analyses(

@@ -35,6 +35,10 @@ class BrokerView(Protocol):
         """(analysis, article id) of messages that workers have taken (running or prefetched)."""
         ...
 
+    def waiting(self, queue: str) -> set[tuple[str, str]]:
+        """The same pairs for the messages waiting in one queue (reads the whole queue)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class SweepResult:
@@ -69,15 +73,18 @@ class Sweeper:
         """Re-queue the unfinished analyses of stalled articles; give up on those tried too often.
 
         An analysis whose message a worker holds (running or prefetched) is not lost: if that worker
-        dies, the broker gives the message back after the visibility timeout. While its queue still
-        holds messages, it is probably waiting its turn in a backlog, and an overload must not be
-        doubled. Otherwise its message is gone (a re-queue whose send failed, a hard time-limit kill,
-        writes Redis lost in a crash), and it is sent again.
+        dies, the broker gives the message back after the visibility timeout. A queued one, while its
+        queue still holds messages, is probably waiting its turn in a backlog, and an overload must not
+        be doubled. A started one is waiting only if its message is in the queue (given back after a
+        worker died, or the sweeper's own re-queue): that is looked up, since a backlog is no sign of
+        it. Otherwise its message is gone (a hard time-limit kill acknowledges it, a re-queue's send
+        failed, Redis lost the last writes in a crash), and it is sent again.
         """
         requeued = given_up = 0
         stale = self.store.stale_articles(self.settings.stuck_after)
         depths = self.broker.queue_depths() if stale else {}
         held = self.broker.held() if stale else set()
+        waiting = _WaitingMessages(self.broker)
         for article_id in stale:
             article = self.store.get_article(article_id)
             if article is None:
@@ -87,7 +94,11 @@ class Sweeper:
                 state = article.analyses[name]
                 if state.status in {"done", "failed"}:
                     continue
-                if (name, article_id) in held or depths.get(self.layout.queue_of[name], 0) > 0:
+                queue = self.layout.queue_of[name]
+                if (name, article_id) in held or (
+                    depths.get(queue, 0) > 0
+                    and (state.status == "queued" or (name, article_id) in waiting.of(queue))
+                ):
                     continue
                 if state.attempts >= self.settings.max_attempts:
                     reason = give_up_reason(name, state.attempts)
@@ -113,20 +124,22 @@ class Sweeper:
     def _sweep_webhooks(self) -> int:
         """Send again the webhooks stuck without a delivery message: `due` ones whose dispatch never ran
         (it failed, or its worker died first), `queued` ones whose message is neither waiting in the
-        webhooks queue nor held by a worker (a worker died between claiming and sending). A delivery
-        sent twice is one receivers already expect: delivery is at-least-once, with one delivery id."""
+        webhooks queue nor held by a worker (a worker died between claiming and sending, or a hard
+        time-limit kill acknowledged it). A delivery sent twice is one receivers already expect:
+        delivery is at-least-once, with one delivery id."""
         if self.on_finished is None or self.resend_webhook is None:
             return 0
         stale = self.store.stale_webhooks(self.settings.stuck_after)
         if not stale:
             return 0
         held = {article_id for task, article_id in self.broker.held() if task == WEBHOOK_TASK}
-        waiting = self.broker.queue_depths().get(WEBHOOK_QUEUE, 0) > 0
+        backlog = self.broker.queue_depths().get(WEBHOOK_QUEUE, 0) > 0
+        waiting = _WaitingMessages(self.broker)
         resent = 0
         for article_id, state in stale:
             if state == "due":
                 self.on_finished(article_id)
-            elif article_id in held or waiting:
+            elif article_id in held or (backlog and (WEBHOOK_TASK, article_id) in waiting.of(WEBHOOK_QUEUE)):
                 continue
             else:
                 self.resend_webhook(article_id)
@@ -140,3 +153,16 @@ class Sweeper:
         if not self.store.redis.set(self._lock_key, self._token, nx=True, px=interval_ms):
             return None
         return self.sweep_once()
+
+
+class _WaitingMessages:
+    """The broker's waiting messages per queue, read once per sweep and only for a queue asked about."""
+
+    def __init__(self, broker: BrokerView) -> None:
+        self.broker = broker
+        self._queues: dict[str, set[tuple[str, str]]] = {}
+
+    def of(self, queue: str) -> set[tuple[str, str]]:
+        if queue not in self._queues:
+            self._queues[queue] = self.broker.waiting(queue)
+        return self._queues[queue]

@@ -24,16 +24,19 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from newsdesk.metrics import ARTICLES_FINISHED, FLUSH_INTERVAL, MetricsRecorder
 from newsdesk.settings import Settings
-from newsdesk.store import ANALYSES, Store
+from newsdesk.store import ANALYSES, NewArticle, Store
 from service.app import create_app
 from tests.conftest import ServiceProcess, wait_for
 from workers.celery_app import (
     RUN_ORDER,
+    WEBHOOK_TASK,
+    CeleryBrokerView,
     QueueLayout,
     analysis_messages,
     broker_key_prefix,
     create_celery,
     enqueue_analyses,
+    enqueue_webhook,
 )
 
 pytestmark = pytest.mark.integration
@@ -214,3 +217,27 @@ def test_the_messages_the_store_pushes_are_those_celery_sends(own_prefix: Settin
         assert built["headers"]["id"] == message.id
         assert _without_ids(built) == _without_ids(celery_message)
     assert store.redis.exists(*(f"{prefix}{queue}" for queue in layout.queues)) == 0
+
+
+def test_the_broker_view_reads_which_messages_wait_in_a_queue(own_prefix: Settings) -> None:
+    """The sweeper's question "is this started analysis's message still waiting?", answered on a real
+    Redis from what Celery sent and what the store pushed, past one LRANGE chunk."""
+    split = Settings.from_env({}, **{**own_prefix.__dict__, "analysis_queues": "stance=stance"})
+    app, layout = create_celery(split), QueueLayout.from_settings(split)
+    store = Store.from_settings(split)
+    sent_by_celery = [uuid.uuid4().hex for _ in range(1200)]
+    with app.producer_or_acquire():
+        for article_id in sent_by_celery:
+            enqueue_analyses(app, layout, article_id, ["stance"])
+    pushed_by_store = store.create_article(
+        NewArticle(text="Words here."),
+        messages=lambda article_id: analysis_messages(app, layout, broker_key_prefix(split), article_id),
+    ).article_id
+    enqueue_webhook(app, pushed_by_store)
+    store.redis.rpush(f"{broker_key_prefix(split)}stance", b"not a message of ours")
+
+    broker = CeleryBrokerView(app, store.redis, split)
+    assert broker.waiting("stance") == {("stance", a) for a in [*sent_by_celery, pushed_by_store]}
+    assert broker.waiting("analyses") == {("summary", pushed_by_store), ("duplicates", pushed_by_store)}
+    assert broker.waiting("webhooks") == {(WEBHOOK_TASK, pushed_by_store)}
+    assert broker.held() == set()

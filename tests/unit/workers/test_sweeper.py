@@ -25,19 +25,28 @@ class RecordingEnqueue:
 
 
 class FixedBroker:
-    """A broker view with given queue depths and held messages."""
+    """A broker view with given queue depths, held messages and waiting messages (per queue)."""
 
     def __init__(
-        self, depths: dict[str, int] | None = None, held: set[tuple[str, str]] | None = None
+        self,
+        depths: dict[str, int] | None = None,
+        held: set[tuple[str, str]] | None = None,
+        waiting: dict[str, set[tuple[str, str]]] | None = None,
     ) -> None:
         self.depths = depths or {"analyses": 0, "webhooks": 0}
         self.held_messages = held or set()
+        self.waiting_messages = waiting or {}
+        self.scanned: list[str] = []
 
     def queue_depths(self) -> dict[str, int]:
         return self.depths
 
     def held(self) -> set[tuple[str, str]]:
         return self.held_messages
+
+    def waiting(self, queue: str) -> set[tuple[str, str]]:
+        self.scanned.append(queue)
+        return self.waiting_messages.get(queue, set())
 
 
 @pytest.fixture
@@ -128,14 +137,35 @@ def test_backlogged_and_held_analyses_are_left_alone(store: Store, fast_settings
     assert enqueue.sent == [("summary", article_id)]
 
 
-def test_a_backlog_on_the_shared_queue_holds_every_analysis_back(
+def test_a_backlog_on_the_shared_queue_holds_every_queued_analysis_back(
     store: Store, fast_settings: Settings
 ) -> None:
     enqueue = RecordingEnqueue()
     store.create_article(NewArticle(text="Words here."))
     time.sleep(0.1)
-    Sweeper(store, enqueue, FixedBroker({"analyses": 5, "webhooks": 0}), fast_settings).sweep_once()
+    broker = FixedBroker({"analyses": 5, "webhooks": 0})
+    Sweeper(store, enqueue, broker, fast_settings).sweep_once()
     assert enqueue.sent == []
+    assert broker.scanned == []  # queued analyses are judged by the depth alone: no read of the backlog
+
+
+def test_a_started_analysis_whose_message_is_gone_is_requeued_despite_a_backlog(
+    store: Store, fast_settings: Settings
+) -> None:
+    enqueue = RecordingEnqueue()
+    killed = store.create_article(NewArticle(text="Words here.")).article_id
+    redelivered = store.create_article(NewArticle(text="Other words here.")).article_id
+    for article_id in (killed, redelivered):
+        for name in ("summary", "stance", "duplicates"):
+            store.start_analysis(article_id, name)
+    time.sleep(0.1)
+    # A hard time-limit kill acknowledged `killed`'s message; `redelivered`'s came back to the queue
+    # when its worker died. Other articles keep the queue busy.
+    waiting = {(name, redelivered) for name in ("summary", "stance", "duplicates")}
+    broker = FixedBroker({"analyses": 30, "webhooks": 0}, waiting={"analyses": waiting})
+    Sweeper(store, enqueue, broker, fast_settings).sweep_once()
+    assert sorted(enqueue.sent) == sorted((name, killed) for name in ("summary", "stance", "duplicates"))
+    assert broker.scanned == ["analyses"]  # read once for the whole sweep
 
 
 def _finished_with_callback(store: Store) -> str:
@@ -191,7 +221,7 @@ def test_a_webhook_backlog_is_not_doubled_and_gone_articles_leave_the_watch_list
     assert store.move_webhook(queued, "due", "queued")
     deleted = _finished_with_callback(store)
     assert store.delete_article(deleted, owner="")
-    backlog = FixedBroker({"webhooks": 25})
+    backlog = FixedBroker({"webhooks": 25}, waiting={"webhooks": {("webhooks.deliver", queued)}})
     sweeper = Sweeper(
         store,
         RecordingEnqueue(),
@@ -201,6 +231,26 @@ def test_a_webhook_backlog_is_not_doubled_and_gone_articles_leave_the_watch_list
         resend_webhook=resent.append,
     )
     time.sleep(0.1)
-    assert sweeper.sweep_once().webhooks_resent == 0  # it is probably waiting its turn
+    assert sweeper.sweep_once().webhooks_resent == 0  # its message is waiting its turn
     assert resent == []
     assert store.stale_webhooks(0) == [(queued, "queued")]
+
+
+def test_a_webhook_backlog_does_not_hide_a_lost_delivery(store: Store, fast_settings: Settings) -> None:
+    resent: list[str] = []
+    waiting_its_turn = _finished_with_callback(store)
+    lost = _finished_with_callback(store)  # claimed, then its message was lost
+    for article_id in (waiting_its_turn, lost):
+        assert store.move_webhook(article_id, "due", "queued")
+    broker = FixedBroker({"webhooks": 25}, waiting={"webhooks": {("webhooks.deliver", waiting_its_turn)}})
+    sweeper = Sweeper(
+        store,
+        RecordingEnqueue(),
+        broker,
+        fast_settings,
+        on_finished=resent.append,
+        resend_webhook=resent.append,
+    )
+    time.sleep(0.1)
+    assert sweeper.sweep_once().webhooks_resent == 1
+    assert resent == [lost]
