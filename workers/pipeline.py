@@ -168,9 +168,13 @@ def run_analyses(
     *,
     max_attempts: int = 3,
     store_patience: float = 0.0,
+    interruptions: tuple[type[BaseException], ...] = (),
 ) -> RunOutcome:
     """Run several analyses of one article in the given order; each result is stored as soon as it is
     ready, so a crash in a later analysis keeps the earlier ones.
+
+    An error inside an analysis is stored as its failure, except `interruptions` (the runner's time
+    limit), which propagate: the analysis stays started, its attempt counted, for the caller to retry.
 
     Round trips to Redis: the first start reads the article in the same one, and each finish starts the
     next analysis in its own, so n analyses take n + 1. Each analysis is still started just before it
@@ -200,7 +204,7 @@ def run_analyses(
             log.info("analysis already finished", extra=context)
             started = None
             continue
-        outcome, duration = _outcome(analyzers, article, name, attempts, max_attempts)
+        outcome, duration = _outcome(analyzers, article, name, attempts, max_attempts, interruptions)
         finished, started = patiently(
             partial(_finish, store, article_id, name, outcome, following, worker), within=store_patience
         )
@@ -250,7 +254,12 @@ def _worker_name() -> str:
 
 
 def _outcome(
-    analyzers: Analyzers, article: Article, name: str, attempts: int, max_attempts: int
+    analyzers: Analyzers,
+    article: Article,
+    name: str,
+    attempts: int,
+    max_attempts: int,
+    interruptions: tuple[type[BaseException], ...] = (),
 ) -> tuple[dict[str, Any], float | None]:
     """What to store for one started analysis: its result and version, or the reason it failed; and how
     long it took when it succeeded."""
@@ -264,6 +273,8 @@ def _outcome(
         result, version = analyzers.get(name)(article)
     except redis.RedisError:
         raise  # reading seeds for the duplicate check: an outage, not this article's fault
+    except interruptions:
+        raise
     except Exception as error:
         log.exception(
             "analysis failed", extra={"article_id": article.id, "analysis": name, "attempt": attempts}

@@ -11,6 +11,7 @@ from typing import Any
 
 import redis
 from celery import Task, bootsteps
+from celery.exceptions import Reject, SoftTimeLimitExceeded
 from celery.signals import setup_logging, worker_process_init, worker_process_shutdown
 
 from newsdesk import logs, metrics
@@ -82,14 +83,21 @@ def analysis_task(self: Task, article_id: str, analyses: list[str]) -> None:
     """Run the named analyses of one article (the ones its queue carries), in order."""
     names = [name for name in analyses if name in RUN_ORDER]
     with logs.bound(task_id=self.request.id, article_id=article_id):
-        outcome = run_analyses(
-            runtime.store,
-            runtime.analyzers,
-            article_id,
-            names,
-            max_attempts=settings.max_attempts,
-            store_patience=settings.task_time_limit / 2,
-        )
+        try:
+            outcome = run_analyses(
+                runtime.store,
+                runtime.analyzers,
+                article_id,
+                names,
+                max_attempts=settings.max_attempts,
+                store_patience=settings.task_time_limit / 2,
+                interruptions=(SoftTimeLimitExceeded,),
+            )
+        except SoftTimeLimitExceeded as error:
+            # The analysis that ran out of time keeps its counted attempt (NEWSDESK_MAX_ATTEMPTS ends a
+            # poison article); the message goes back to its queue at once, finished analyses are kept.
+            log.warning("time limit: message returned to its queue", extra={"analyses": ",".join(names)})
+            raise Reject(reason="soft time limit", requeue=True) from error
         # Only a finished article with a callback has a webhook to send; when nothing ran (a redelivered
         # message), an earlier run may have died before sending it, so check.
         if outcome.status is None or (outcome.status in TERMINAL and outcome.callback_url):

@@ -181,6 +181,33 @@ def test_a_poison_article_fails_after_max_attempts_and_the_queue_keeps_flowing(
     wait_all_done(store, others, 60)
 
 
+def test_an_analysis_over_the_time_limit_is_retried_then_failed(
+    stack: Stack, seconds_per_copy: float
+) -> None:
+    """The soft time limit (0.9 of NEWSDESK_TASK_TIME_LIMIT) stops a too-long stance analysis; each stop
+    counts as an attempt and puts the message straight back, so the article ends `failed` after
+    NEWSDESK_MAX_ATTEMPTS, with no help from the sweeper (set here to wait ten minutes)."""
+    store, url = stack.store, stack.url
+    limits = {"NEWSDESK_TASK_TIME_LIMIT": "2", "NEWSDESK_STUCK_AFTER": "600"}  # soft limit: 1 s
+    stack.start_worker(concurrency=1, env={**stack.env, **limits})
+    with httpx.Client(base_url=url, timeout=10) as client:
+        slow = submit(client, article_of(6.0, seconds_per_copy))
+        quick = submit(client, SEED_TEXTS[0])
+
+    def finished(article_id: str) -> bool:
+        return getattr(store.get_article(article_id), "status", None) in {"done", "failed"}
+
+    wait_for(lambda: finished(slow), 60, "the slow article to be given up")
+    article = store.get_article(slow)
+    assert article is not None
+    assert article.status == "failed"
+    stance = article.analyses["stance"]
+    assert stance.status == "failed"
+    assert "gave up after 3 attempts" in (stance.error or "")
+    assert (article.analyses["summary"].status, article.analyses["duplicates"].status) == ("done", "done")
+    wait_all_done(store, [quick], 30)  # the queue kept flowing behind it
+
+
 def test_killing_the_whole_worker_then_starting_another(stack: Stack, seconds_per_copy: float) -> None:
     store, url = stack.store, stack.url
     first = stack.worker(2)

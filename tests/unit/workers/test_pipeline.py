@@ -74,6 +74,41 @@ def test_an_analysis_error_fails_that_analysis_with_a_reason(store: Store, setti
     assert "model file" not in (article.analyses["stance"].error or "")  # no internals in results
 
 
+class TimeUp(Exception):
+    """Stands for the runner's time limit (Celery's SoftTimeLimitExceeded, an Exception too)."""
+
+
+def test_an_interruption_leaves_the_analysis_started_for_a_retry(store: Store, settings: Settings) -> None:
+    class SlowScorer:
+        version = "slow"
+
+        def predict(self, items: object) -> object:
+            raise TimeUp
+
+    slow = Analyzers(settings, store, scorer=SlowScorer())  # type: ignore[arg-type]
+    article_id = store.create_article(NewArticle(text=WIRE.read_text(encoding="utf-8"))).article_id
+    for attempt in range(1, 4):
+        with pytest.raises(TimeUp):
+            run_analyses(
+                store, slow, article_id, ["summary", "stance", "duplicates"], interruptions=(TimeUp,)
+            )
+        article = store.get_article(article_id)
+        assert article is not None
+        stance = article.analyses["stance"]
+        assert (stance.status, stance.attempts) == ("running", attempt)  # counted, not failed
+        assert article.analyses["summary"].status == "done"  # kept, and not redone on the retry
+        assert article.analyses["duplicates"].status == "queued"
+
+    # The attempt limit ends it: the fourth start fails the analysis without running it.
+    run_analyses(store, slow, article_id, ["summary", "stance", "duplicates"], interruptions=(TimeUp,))
+    article = store.get_article(article_id)
+    assert article is not None
+    assert article.analyses["stance"].status == "failed"
+    assert "gave up after 3 attempts" in (article.analyses["stance"].error or "")
+    assert article.status == "failed"
+    assert article.analyses["duplicates"].status == "done"
+
+
 def test_a_deleted_article_is_skipped(store: Store, analyzers: Analyzers) -> None:
     assert run_analysis(store, analyzers, "gone", "summary") is None
     assert store.get_article("gone") is None
