@@ -128,7 +128,9 @@ def verify(secret: str, timestamp: str, body: bytes, signature: str, *, toleranc
         fresh = abs(time.time() - int(timestamp)) <= tolerance
     except ValueError:
         return False
-    return fresh and hmac.compare_digest(sign(secret, timestamp, body), signature)
+    # As bytes: compare_digest refuses str with non-ASCII characters, which a forged header may carry.
+    expected = sign(secret, timestamp, body).encode()
+    return fresh and hmac.compare_digest(expected, signature.encode("utf-8", "replace"))
 
 
 def backoff(attempt: int, base: float, cap: float) -> float:
@@ -192,6 +194,11 @@ def deliver_article(store: Store, settings: Settings, article_id: str, attempt: 
     if article is None or not article.callback_url:
         return Outcome("gone")
     delivery = Delivery(article.callback_url, article_view(article), article_id, attempt)
+    if not settings.webhook_secret:
+        # The API takes no callback without a secret, but this worker may lack it (or it was removed
+        # since): a signature under an empty key is one anybody can forge, so wait for a worker that has it.
+        outcome = Outcome("retry", "NEWSDESK_WEBHOOK_SECRET is not set on this worker; nothing sent unsigned")
+        return _recorded(store, settings, article_id, attempt, outcome)
     try:
         status = post(
             delivery,
@@ -207,6 +214,11 @@ def deliver_article(store: Store, settings: Settings, article_id: str, attempt: 
         outcome = Outcome("retry", f"{type(error).__name__}: {error}"[:300])
     else:
         outcome = Outcome("delivered") if 200 <= status < 300 else Outcome("retry", f"HTTP {status}")
+    return _recorded(store, settings, article_id, attempt, outcome)
+
+
+def _recorded(store: Store, settings: Settings, article_id: str, attempt: int, outcome: Outcome) -> Outcome:
+    """Record an attempt's outcome on the article; a retry past the attempt limit ends `failed`."""
     if outcome.retry and attempt >= settings.webhook_max_attempts:
         outcome = Outcome("failed", outcome.detail)
     store.record_webhook(article_id, "queued" if outcome.retry else outcome.state, attempt, outcome.detail)

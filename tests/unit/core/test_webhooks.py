@@ -92,6 +92,7 @@ def test_signature_round_trip_and_replay_window() -> None:
     old = str(int(time.time()) - 600)
     assert not webhooks.verify(SECRET, old, body, webhooks.sign(SECRET, old, body))  # a replay
     assert not webhooks.verify(SECRET, "soon", body, signature)
+    assert not webhooks.verify(SECRET, now, body, "sha256=é")  # a forged header: False, not an error
 
 
 def test_backoff_doubles_up_to_the_cap() -> None:
@@ -182,6 +183,17 @@ def test_attempts_run_out(receiver: Receiver) -> None:
     article_id = finished_article(store, receiver.url)
     assert webhooks.deliver_article(store, settings, article_id, attempt=1).state == "failed"
     assert store.webhook_state(article_id) == "failed"
+
+
+def test_a_worker_without_the_secret_sends_nothing(receiver: Receiver) -> None:
+    store = Store(fakeredis.FakeRedis(), "unit")
+    settings = Settings.from_env({}, webhook_allow_private=True, webhook_max_attempts=2)
+    article_id = finished_article(store, receiver.url)  # accepted when the API had a secret
+    outcome = webhooks.deliver_article(store, settings, article_id, attempt=1)
+    assert outcome.state == "retry"  # a worker that has the secret may send it
+    assert "NEWSDESK_WEBHOOK_SECRET" in outcome.detail
+    assert webhooks.deliver_article(store, settings, article_id, attempt=2).state == "failed"
+    assert receiver.requests == []  # never signed with an empty key
 
 
 def test_loopback_refused_at_delivery_unless_allowed(receiver: Receiver) -> None:
