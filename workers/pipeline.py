@@ -135,18 +135,21 @@ def give_up_reason(name: str, attempts: int) -> str:
     )
 
 
-def patiently(operation: Callable[[], T], *, within: float) -> T:
+def patiently(
+    operation: Callable[[], T], *, within: float, outages: tuple[type[Exception], ...] = (redis.RedisError,)
+) -> T:
     """Run a store operation, retrying through a Redis outage of up to `within` seconds.
 
     In-process, because the usual Celery retry publishes a new message through the broker: the very
     Redis that is down. Past `within` the error propagates and the sweeper recovers the article.
+    `outages` are the errors that mean Redis is unreachable (a send through the broker adds kombu's).
     """
     deadline = time.monotonic() + within
     delay = 0.1
     while True:
         try:
             return operation()
-        except redis.RedisError as error:
+        except outages as error:
             if time.monotonic() + delay > deadline:
                 raise
             log.warning("store unavailable, retrying", extra={"error": type(error).__name__, "in_s": delay})

@@ -13,6 +13,7 @@ import redis
 from celery import Task, bootsteps
 from celery.exceptions import Reject, SoftTimeLimitExceeded
 from celery.signals import setup_logging, worker_process_init, worker_process_shutdown
+from kombu.exceptions import OperationalError
 
 from newsdesk import logs, metrics
 from newsdesk.settings import Settings
@@ -32,6 +33,8 @@ from workers.pipeline import Analyzers, patiently, run_analyses
 from workers.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
+# Redis unreachable, through the store (redis-py) or through a send to the broker (kombu).
+BROKER_OUTAGES: tuple[type[Exception], ...] = (redis.RedisError, OperationalError)
 
 settings = Settings.from_env()
 app = create_celery(settings)
@@ -101,7 +104,11 @@ def analysis_task(self: Task, article_id: str, analyses: list[str]) -> None:
         # Only a finished article with a callback has a webhook to send; when nothing ran (a redelivered
         # message), an earlier run may have died before sending it, so check.
         if outcome.status is None or (outcome.status in TERMINAL and outcome.callback_url):
-            patiently(lambda: _dispatch_webhook(article_id), within=settings.task_time_limit / 2)
+            patiently(
+                lambda: _dispatch_webhook(article_id),
+                within=settings.task_time_limit / 2,
+                outages=BROKER_OUTAGES,
+            )
 
 
 def _dispatch_webhook(article_id: str) -> None:
@@ -109,7 +116,7 @@ def _dispatch_webhook(article_id: str) -> None:
 
     Every analysis task of the article checks after its run, and the one that moves the webhook from
     due to queued sends it: one delivery task per article. If the send fails, the webhook is due
-    again, and the task fails so that the next check (a redelivered or later task) sends it.
+    again for the next try (`patiently`, through an outage), or else for the sweeper.
     """
     if runtime.store.move_webhook(article_id, "due", "queued"):
         try:
@@ -185,7 +192,7 @@ class WorkerDuties(bootsteps.StartStopStep):  # type: ignore[misc]
         try:
             if self.sweeper.sweep_if_due() is not None:
                 self.store.prune_indexes()  # listing entries of expired articles
-        except redis.RedisError as error:
+        except BROKER_OUTAGES as error:
             log.warning("sweep failed", extra={"error": type(error).__name__})
 
 

@@ -10,13 +10,14 @@ from typing import Any
 import pytest
 import redis
 import redis.client
+from kombu.exceptions import OperationalError
 
 from newsdesk.seeds import add_seeds, read_seeds
 from newsdesk.settings import Settings
 from newsdesk.store import NewArticle, Store
 from workers.analysis import duplicates
 from workers.analysis.stance import LexiconScorer
-from workers.pipeline import Analyzers, RunOutcome, run_analyses, run_analysis
+from workers.pipeline import Analyzers, RunOutcome, patiently, run_analyses, run_analysis
 
 SEEDS = Path(__file__).resolve().parents[3] / "seeds"
 WIRE = SEEDS / "000_9e29d44066a107d1.txt"
@@ -247,3 +248,22 @@ def test_scripts_lost_by_redis_run_again_once(
         "duplicates": 1,
         "stance": 1,
     }
+
+
+def test_patiently_rides_out_the_outages_it_is_told_of() -> None:
+    calls: list[int] = []
+
+    def send() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise OperationalError("Error 111 connecting to localhost:6379. Connection refused.")
+        return "sent"
+
+    with pytest.raises(OperationalError):  # by default only the store's (redis-py's) errors are waited out
+        patiently(send, within=5)
+    calls.clear()
+    assert patiently(send, within=5, outages=(redis.RedisError, OperationalError)) == "sent"
+    assert len(calls) == 3
+    calls.clear()
+    with pytest.raises(OperationalError):  # past the patience the error propagates
+        patiently(send, within=0.05, outages=(OperationalError,))
