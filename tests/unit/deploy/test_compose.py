@@ -61,6 +61,9 @@ def test_redis_persists_to_a_named_volume_refuses_eviction_and_needs_a_password(
     assert "requirepass" in command
     assert "$$REDIS_PASSWORD" in command
     assert redis["environment"]["REDIS_PASSWORD"].startswith("${REDIS_PASSWORD:?")  # required, no default
+    # noeviction means nothing without a limit: Redis would grow until the host killed it
+    assert '--maxmemory "$$REDIS_MAXMEMORY"' in command
+    assert redis["environment"]["REDIS_MAXMEMORY"] == "${REDIS_MAXMEMORY:-1gb}"
     assert redis["user"] == "redis"
     check = redis["healthcheck"]["test"]
     assert check[0] == "CMD-SHELL"
