@@ -188,6 +188,17 @@ def redis_unavailable_problem() -> Problem:
 
 
 def _redis_unavailable(error: redis.RedisError) -> Response:
+    # Redis at its maxmemory with noeviction (deploy/redis.conf): an operator has to make room. The rate
+    # limiter's script reports it as a plain ResponseError, so the reply's text decides.
+    if isinstance(error, redis.OutOfMemoryError) or "OOM command not allowed" in str(error):
+        log.error("redis full", extra={"path": request.path})
+        return Problem(
+            503,
+            "storage-full",
+            "Storage is full",
+            "The service's Redis store has reached its memory limit; nothing was stored. Retry later.",
+            headers={"Retry-After": "60"},
+        ).response()
     log.warning("redis unavailable", extra={"error": type(error).__name__, "path": request.path})
     return redis_unavailable_problem().response()
 

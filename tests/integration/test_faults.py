@@ -323,6 +323,36 @@ def test_redis_down_at_submission_is_503_and_a_retry_gives_one_article(
             server.stop()
 
 
+def test_a_full_redis_is_503_storage_full_and_nothing_half_written(
+    start_api: Callable[..., tuple[ServiceProcess, str]], tmp_path: Path, isolated: dict[str, str]
+) -> None:
+    """At its memory limit (noeviction, as deploy/redis.conf) Redis refuses writes: each submission is
+    either stored whole, with its message, or refused with a 503 that says the store is full."""
+    with EmbeddedRedis(tmp_path / "redis") as server:
+        own = {**isolated, "REDIS_URL": server.url, "NEWSDESK_RATE_LIMIT": "6000/minute"}
+        _, url = start_api(env=own)
+        store = Store.from_settings(Settings.from_env(own))
+        used = int(store.redis.info("memory")["used_memory"])
+        store.redis.config_set("maxmemory", used + 2_000_000)  # room for a few dozen articles
+        accepted: list[str] = []
+        with httpx.Client(base_url=url, timeout=10) as client:
+            for _ in range(500):
+                response = client.post("/v1/articles", json={"text": long_article(8)})
+                if response.status_code != 202:
+                    break
+                accepted.append(response.json()["id"])
+        assert response.status_code == 503, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["type"] == "urn:newsdesk:problem:storage-full"
+        assert int(response.headers["Retry-After"]) > 0
+        assert accepted, "some articles fit before the limit"
+        assert sorted(store.list_article_ids(limit=1000)) == sorted(accepted)
+        queue = f"{isolated['NEWSDESK_KEY_PREFIX']}:celery:analyses"
+        assert store.redis.llen(queue) == len(
+            accepted
+        )  # one message per stored article, none for the refused
+
+
 def test_a_thousand_submissions_with_two_workers(stack: Stack) -> None:
     store, url = stack.store, stack.url
     stack.worker(1)
