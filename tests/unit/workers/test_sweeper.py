@@ -213,6 +213,13 @@ def test_webhooks_left_without_a_delivery_message_are_sent_again(
     }  # the delivered one left the watch list
 
 
+def _sending_to(sent: list[str], store: Store, broker: FixedBroker, settings: Settings) -> Sweeper:
+    """A sweeper whose webhook dispatches and re-sends are recorded in `sent`."""
+    return Sweeper(
+        store, RecordingEnqueue(), broker, settings, on_finished=sent.append, resend_webhook=sent.append
+    )
+
+
 def test_a_webhook_backlog_is_not_doubled_and_gone_articles_leave_the_watch_list(
     store: Store, fast_settings: Settings
 ) -> None:
@@ -222,14 +229,7 @@ def test_a_webhook_backlog_is_not_doubled_and_gone_articles_leave_the_watch_list
     deleted = _finished_with_callback(store)
     assert store.delete_article(deleted, owner="")
     backlog = FixedBroker({"webhooks": 25}, waiting={"webhooks": {("webhooks.deliver", queued)}})
-    sweeper = Sweeper(
-        store,
-        RecordingEnqueue(),
-        backlog,
-        fast_settings,
-        on_finished=resent.append,
-        resend_webhook=resent.append,
-    )
+    sweeper = _sending_to(resent, store, backlog, fast_settings)
     time.sleep(0.1)
     assert sweeper.sweep_once().webhooks_resent == 0  # its message is waiting its turn
     assert resent == []
@@ -243,14 +243,7 @@ def test_a_webhook_backlog_does_not_hide_a_lost_delivery(store: Store, fast_sett
     for article_id in (waiting_its_turn, lost):
         assert store.move_webhook(article_id, "due", "queued")
     broker = FixedBroker({"webhooks": 25}, waiting={"webhooks": {("webhooks.deliver", waiting_its_turn)}})
-    sweeper = Sweeper(
-        store,
-        RecordingEnqueue(),
-        broker,
-        fast_settings,
-        on_finished=resent.append,
-        resend_webhook=resent.append,
-    )
+    sweeper = _sending_to(resent, store, broker, fast_settings)
     time.sleep(0.1)
     assert sweeper.sweep_once().webhooks_resent == 1
     assert resent == [lost]
