@@ -7,11 +7,14 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
 from newsdesk import logs
 from newsdesk.settings import Settings
+
+LOCAL_DATA_DIR = ".newsdesk"  # `newsdesk run`'s default data folder
 
 
 def _settings() -> Settings:
@@ -21,17 +24,33 @@ def _settings() -> Settings:
         raise click.UsageError(str(error)) from error
 
 
+def _seed_store_settings() -> Settings:
+    """Settings for the seed commands: with no REDIS_URL, the embedded Redis of a `newsdesk run` using
+    the group's --data-dir if one is running. Says on stderr which Redis it is (a wrong one looks empty)."""
+    from newsdesk.local import running_embedded_url  # noqa: PLC0415
+
+    settings = _settings()
+    data_dir: Path = click.get_current_context().obj or Path(LOCAL_DATA_DIR)
+    embedded = None if os.environ.get("REDIS_URL") else running_embedded_url(data_dir)
+    if embedded:
+        settings = Settings.from_env(redis_url=embedded)
+    where = urlsplit(settings.redis_url)
+    origin = "newsdesk run's embedded Redis" if embedded else "REDIS_URL"
+    click.echo(f"redis: {where.hostname}:{where.port or 6379}{where.path} ({origin})", err=True)
+    return settings
+
+
 @click.group()
 def main() -> None:
     """newsdesk: news-article analysis (summary, stance, near-duplicates) over HTTP."""
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="NEWSDESK_API_HOST")
+@click.option("--port", default=8000, show_default=True, type=int, envvar="NEWSDESK_API_PORT")
 @click.option(
     "--data-dir",
-    default=".newsdesk",
+    default=LOCAL_DATA_DIR,
     show_default=True,
     type=click.Path(path_type=Path),
     help="Where the embedded Redis keeps its data (ignored when REDIS_URL is set).",
@@ -201,8 +220,17 @@ def keys_new(name: str) -> None:
 
 
 @main.group()
-def seeds() -> None:
+@click.option(
+    "--data-dir",
+    default=LOCAL_DATA_DIR,
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="The data folder of a running `newsdesk run`, whose embedded Redis is used when REDIS_URL is unset.",
+)
+@click.pass_context
+def seeds(context: click.Context, data_dir: Path) -> None:
     """The seed corpus that submissions are checked against."""
+    context.obj = data_dir
 
 
 @seeds.command("load")
@@ -219,7 +247,7 @@ def seeds_load(path: Path | None) -> None:
 
     started = time.perf_counter()
     try:
-        settings = _settings()
+        settings = _seed_store_settings()
         source = path or settings.seeds_dir
         if not source.exists():
             raise click.ClickException(f"{source} (NEWSDESK_SEEDS_DIR) does not exist")
@@ -237,7 +265,7 @@ def seeds_list(limit: int) -> None:
     """Print the stored seeds' ids and titles."""
     from newsdesk.store import Store  # noqa: PLC0415
 
-    store = Store.from_settings(_settings())
+    store = Store.from_settings(_seed_store_settings())
     for seed in store.list_seeds(limit=limit):
         click.echo(f"{seed.id}\t{seed.title or ''}")
     click.echo(f"{store.count_seeds()} seeds in all", err=True)
@@ -276,6 +304,8 @@ def submit(
     One file: its result as a JSON object. Several: one JSON line per file, in order, with a progress
     bar on stderr. A file the service rejects is reported on stderr and makes the exit status 1.
     """
+    import httpx  # noqa: PLC0415
+
     from newsdesk.client import ArticleInput, NewsdeskClient, NewsdeskError  # noqa: PLC0415
 
     articles: list[ArticleInput] = []
@@ -303,6 +333,8 @@ def submit(
             )
         except (NewsdeskError, TimeoutError) as error:
             raise click.ClickException(str(error)) from error
+        except httpx.HTTPError as error:  # refused, unreachable, timed out
+            raise click.ClickException(f"cannot reach the service at {url}: {error}") from error
     failures = 0
     for file, entry in zip(files, results, strict=True):
         if isinstance(entry, NewsdeskError):

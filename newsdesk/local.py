@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import redis
 
 from newsdesk.embedded import EmbeddedRedis
 from newsdesk.seeds import add_seeds, read_seeds
@@ -20,6 +21,11 @@ from newsdesk.settings import Settings
 from newsdesk.store import Store
 
 log = logging.getLogger(__name__)
+
+
+# While `newsdesk run` runs its embedded Redis, the server's URL is in this file of its data folder, so
+# that `newsdesk seeds` run beside it (with no REDIS_URL) reaches the same Redis: its port is a free one.
+URL_FILE = "redis.url"
 
 
 @contextlib.contextmanager
@@ -30,7 +36,27 @@ def redis_for(settings: Settings, data_dir: Path, explicit_url: bool) -> Iterato
         return
     with EmbeddedRedis(data_dir / "redis") as server:
         log.info("embedded redis started", extra={"url": server.url, "data_dir": str(data_dir / "redis")})
-        yield server.url
+        url_file = data_dir / URL_FILE
+        url_file.write_text(server.url + "\n", encoding="utf-8")
+        try:
+            yield server.url
+        finally:
+            url_file.unlink(missing_ok=True)
+
+
+def running_embedded_url(data_dir: Path) -> str | None:
+    """The URL of the embedded Redis a `newsdesk run` with this data folder is running, if one is."""
+    url_file = data_dir / URL_FILE
+    if not url_file.is_file():
+        return None
+    url = url_file.read_text(encoding="utf-8").strip()
+    with (
+        contextlib.suppress(redis.RedisError),
+        redis.Redis.from_url(url, socket_connect_timeout=0.5) as client,
+    ):
+        if client.ping():
+            return url
+    return None  # left behind by a run that was killed
 
 
 def _spawn(arguments: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:

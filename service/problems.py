@@ -132,10 +132,12 @@ def from_http_exception(error: HTTPException) -> Problem:
     if status == 422 and messages:
         # webargs nests messages under the location ("json"); the field path is what clients need.
         inner = messages.get("json", messages) if isinstance(messages, Mapping) else {"_schema": messages}
+        in_body = not isinstance(messages, Mapping) or "json" in messages
+        title = "The request body is not a valid submission" if in_body else "The query is not valid"
         return Problem(
             422,
             "validation-error",
-            "The request body is not a valid submission",
+            title,
             "See `errors` for each invalid field.",
             errors=field_errors(inner),
         )

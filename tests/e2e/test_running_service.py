@@ -50,6 +50,13 @@ def test_embedded_default_runs_and_keeps_results_across_a_restart(tmp_path: Path
         assert httpx.get(f"{url}/readyz", timeout=1).status_code == 200
         seeds = httpx.get(f"{url}/v1/seeds").json()
         assert seeds["count"] == 5  # loaded from seeds/ on start
+        # The seed commands find the embedded Redis (on a free port) through the data folder.
+        listed = newsdesk("seeds", "--data-dir", str(tmp_path / "data"), "list", env=env)
+        assert listed.returncode == 0, listed.stderr
+        assert sorted(line.split("\t")[0] for line in listed.stdout.splitlines()) == sorted(
+            p.stem for p in SEEDS.glob("*.txt")
+        )
+        assert "newsdesk run's embedded Redis" in listed.stderr
 
         submitted = newsdesk("submit", str(WIRE), "--wait", "--url", url, env=env)
         assert submitted.returncode == 0, submitted.stderr
@@ -62,6 +69,7 @@ def test_embedded_default_runs_and_keeps_results_across_a_restart(tmp_path: Path
         first.stop(signal.SIGINT, timeout=60)
     assert first.process is not None
     assert first.process.returncode == 0, first.log()
+    assert not (tmp_path / "data" / "redis.url").exists()  # gone with the embedded Redis
 
     second = ServiceProcess("run-2", arguments, env, tmp_path / "run-2.log").start()
     try:

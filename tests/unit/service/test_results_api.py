@@ -299,7 +299,9 @@ def test_list_time_range(client: FlaskClient) -> None:
 def test_list_validation(client: FlaskClient) -> None:
     assert_problem(client.get("/v1/articles?status=lost"), 422, "validation-error")
     assert_problem(client.get("/v1/articles?stance.mars=negative"), 422, "validation-error")
-    assert_problem(client.get("/v1/articles?limit=0"), 422, "validation-error")
+    problem = assert_problem(client.get("/v1/articles?limit=0"), 422, "validation-error")
+    assert problem["title"] == "The query is not valid"  # not a body: a GET has none
+    assert [error["field"] for error in problem["errors"]] == ["query.limit"]
     assert_problem(client.get("/v1/articles?since=yesterday"), 422, "validation-error")
     assert_problem(client.get("/v1/articles?cursor=not-a-cursor"), 400, "invalid-cursor")
 
