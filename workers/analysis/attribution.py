@@ -28,11 +28,16 @@ _CUES = (
 _CUE = re.compile(rf"\b(?:{_CUES})\b")
 _ACCORDING_TO = re.compile(r"\baccording to\s+")
 # What may stand between a subject and its verb: "Moscow on Saturday condemned", "Lavrov has said".
+# Each phrase must follow at least one separator, so a run of phrases or spaces splits only one way:
+# with optional separators on both sides ("\s*,?\s*"), "has has has ..." backtracked exponentially.
 _ADVERBIAL = re.compile(
-    r"(?:\s*,?\s*(?:has|have|had|also|again|earlier|later|previously|repeatedly|once|"
+    r"(?:[\s,]+(?:has|have|had|also|again|earlier|later|previously|repeatedly|once|"
     r"on (?:[A-Z]\w+|\d{1,2} [A-Z]\w+|[A-Z]\w+ \d{1,2})|in a statement|last (?:week|month|year)|"
-    r"this (?:week|month|year)|on [Ss]unday|on [Mm]onday)\s*,?)*\s*$"
+    r"this (?:week|month|year)|on [Ss]unday|on [Mm]onday))*[\s,]*$"
 )
+# How far before a verb its subject is looked for: nine name words and a few adverbials fit easily, and
+# a bound keeps a long sentence full of verbs linear instead of quadratic.
+_LOOKBACK = 200
 _WORD = re.compile(r"[\w.’'\-]+")
 # Lower-case words that belong inside a speaker's name or role: "Kremlin spokesman Dmitry Peskov".
 _INNER = frozenset(
@@ -86,28 +91,38 @@ class Holder:
 
 def find_holder(sentence: str) -> Holder | None:
     """The first speaker or actor the sentence attributes its statement to, if it names one."""
-    found: list[Holder] = []
-    for cue in _CUE.finditer(sentence):
-        holder = _subject_before(sentence, cue) or _speaker_after(sentence, cue)
-        if holder:
-            found.append(holder)
-    for according in _ACCORDING_TO.finditer(sentence):
-        holder = _name_run_forward(sentence, according.end(), "according to")
-        if holder:
-            found.append(holder)
+    # A verb's holder lies between the verb before it and its own end, so the first verb that has one
+    # gives the earliest; the later verbs of a long sentence need not be looked at.
+    by_verb = next(
+        (
+            h
+            for cue in _CUE.finditer(sentence)
+            if (h := _subject_before(sentence, cue) or _speaker_after(sentence, cue))
+        ),
+        None,
+    )
+    by_according = next(
+        (
+            h
+            for according in _ACCORDING_TO.finditer(sentence)
+            if (h := _name_run_forward(sentence, according.end(), "according to"))
+        ),
+        None,
+    )
+    found = [h for h in (by_verb, by_according) if h is not None]
     return min(found, key=lambda h: h.start) if found else None
 
 
 def _subject_before(sentence: str, cue: re.Match[str]) -> Holder | None:
-    before = sentence[: cue.start()]
-    between = _ADVERBIAL.search(before)
-    end = between.start() if between else len(before)
-    words = list(_WORD.finditer(before[:end]))
+    window = max(0, cue.start() - _LOOKBACK)
+    between = _ADVERBIAL.search(sentence, window, cue.start())  # `$` is the cue's start
+    end = between.start() if between else cue.start()
+    words = list(_WORD.finditer(sentence, window, end))
     run: list[re.Match[str]] = []
     for word in reversed(words):
         if len(run) == _MAX_HOLDER_WORDS or not _is_name_word(word.group()):
             break
-        if run and before[word.end() : run[-1].start()].strip():
+        if run and sentence[word.end() : run[-1].start()].strip():
             break  # punctuation between the words ends the name
         run.append(word)
     run.reverse()
@@ -116,7 +131,7 @@ def _subject_before(sentence: str, cue: re.Match[str]) -> Holder | None:
 
 def _speaker_after(sentence: str, cue: re.Match[str]) -> Holder | None:
     """'"...," said Vasily Nebenzia' — only right after a quotation or a comma, where speakers go."""
-    before = sentence[: cue.start()].rstrip()
+    before = sentence[max(0, cue.start() - _LOOKBACK) : cue.start()].rstrip()
     if not before or before[-1] not in ",\"”’'":
         return None
     return _name_run_forward(sentence, cue.end(), cue.group())

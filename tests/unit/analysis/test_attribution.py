@@ -54,3 +54,19 @@ def test_holder_is_named_with_its_offsets(sentence: str, holder: str, cue: str) 
 )
 def test_no_holder_when_none_is_named(sentence: str) -> None:
     assert find_holder(sentence) is None
+
+
+@pytest.mark.timeout(10)  # the inputs below took minutes (exponential or quadratic) before the fix
+@pytest.mark.parametrize(
+    ("sentence", "holder"),
+    [
+        ("Officials " + "has " * 40 + "Moscow said the US is bad.", "Moscow"),  # repeated adverbials
+        ("Officials" + " " * 5000 + "Moscow said the US is bad.", "Moscow"),  # a run of spaces
+        ("US said " * 25_000, "US"),  # 200,000 characters of verbs without a full stop
+    ],
+)
+def test_hostile_sentences_are_read_in_linear_time(sentence: str, holder: str) -> None:
+    found = find_holder(sentence)
+    assert found is not None
+    assert found.text == holder
+    assert sentence[found.start : found.end] == holder
