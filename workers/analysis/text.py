@@ -21,8 +21,10 @@ _DROPPED_CHARS = frozenset("\u200b\u200c\u200d\u2060\ufeff\u00ad") | frozenset(
 )
 _DROPPED_PATTERN = re.compile("[" + re.escape("".join(sorted(_DROPPED_CHARS))) + "]")
 
+# One way to split each part: with "\s*/?\s*" on both sides of optional pieces, a "<" followed by a long
+# run of spaces backtracked quadratically.
 _LOOKS_LIKE_HTML = re.compile(
-    r"<\s*/?\s*[a-zA-Z][a-zA-Z0-9]*(\s[^<>]*)?/?\s*>|&(#\d+|#x[0-9a-fA-F]+|[a-zA-Z]+);"
+    r"<\s*(?:/\s*)?[a-zA-Z][a-zA-Z0-9]*(?:\s[^<>]*)?/?>|&(?:#\d+|#x[0-9a-fA-F]+|[a-zA-Z]+);"
 )
 
 # Elements whose content is never article text.
@@ -300,6 +302,21 @@ def _drop_boilerplate(text: str, starts: list[int], ends: list[int]) -> tuple[st
     return "".join(kept), kept_starts, kept_ends
 
 
+def _without_unclosable_openers(markup: str) -> str:
+    """The markup with each construct that can never be closed turned into text, at the same length.
+
+    html.parser looks for the end of every tag, comment or declaration it opens as far as the end of the
+    document, so thousands of openers with no ">" after them (or "<!--" with no "-->") took minutes. They
+    would have been read as text anyway; the kept text is sliced from the original, so it is unchanged.
+    """
+    last_close = markup.rfind(">")
+    head, tail = markup[: last_close + 1], markup[last_close + 1 :].replace("<", " ")
+    last_comment_end = head.rfind("-->") + 1  # 0 when there is none
+    if "<!--" in head[last_comment_end:]:
+        head = head[:last_comment_end] + head[last_comment_end:].replace("<!--", " !--")
+    return head + tail
+
+
 class _MarkupStripper(HTMLParser):
     """Keeps the text of an HTML document, with paragraph breaks at block elements."""
 
@@ -314,7 +331,7 @@ class _MarkupStripper(HTMLParser):
                 self.line_offsets.append(index + 1)
 
     def run(self) -> None:
-        self.feed(self.source)
+        self.feed(_without_unclosable_openers(self.source))  # same length: offsets into source hold
         self.close()
 
     def _offset(self) -> int:

@@ -114,3 +114,26 @@ def test_short_ordinary_lines_are_kept(line: str) -> None:
 
 def test_capitals_only_kicker_is_dropped() -> None:
     assert prepare("WORLD\nNorth Korea said it agreed.").clean.strip() == "North Korea said it agreed."
+
+
+@pytest.mark.timeout(20)  # each took from 25 s to several minutes before (quadratic backtracking or scans)
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "<p" + " " * 199_000 + "x",  # the markup sniffing pattern
+        "<p>a</p>" + "<!--" * 49_000,  # comments never closed
+        "<p>a</p>" + "<a" * 99_000,  # tags never closed
+        "<p>a</p>" + "<?" * 49_000 + "</a" * 30_000,
+    ],
+)
+def test_hostile_markup_is_prepared_in_linear_time(hostile: str) -> None:
+    doc = prepare("The US said so. " + hostile)
+    assert doc.sentences[0].text.startswith("The US said so.")
+    for sentence in doc.sentences:
+        assert doc.original[sentence.start : sentence.end] == sentence.text
+
+
+def test_an_unclosed_comment_is_read_as_text_as_before() -> None:
+    doc = prepare("<p>The US said so.</p><p>Then <!-- it left")
+    assert doc.clean.splitlines()[0] == "The US said so."
+    assert "it left" in doc.clean
