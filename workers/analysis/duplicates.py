@@ -51,6 +51,8 @@ VERSION = "duplicates-1"
 # re-sketch the stored seeds) whenever normalisation, shingling or hashing changes.
 SKETCH_FORMAT = 1
 SHINGLE_WORDS = 5
+# Shared passages are anchored only on shingles a seed repeats at most this often (see _shared_passages).
+MAX_SHINGLE_REPEATS = 8
 MIN_SENTENCE_WORDS = 3
 SKETCH_SIZE = 256
 
@@ -553,6 +555,9 @@ def _shared_passages(query: Fingerprint, seed: Fingerprint, min_words: int) -> t
     seed_positions: dict[int, list[int]] = {}
     for j, value in enumerate(seed.hashes.tolist()):
         seed_positions.setdefault(value, []).append(j)
+    # A shingle repeated more often than this in the seed ("US US US ...", a column of figures) anchors
+    # no passage: pairing it with every repeat in the query made the work grow with both counts.
+    seed_positions = {v: js for v, js in seed_positions.items() if len(js) <= MAX_SHINGLE_REPEATS}
     q_first, q_last = query.first.tolist(), query.last.tolist()
     s_first, s_last = seed.first.tolist(), seed.last.tolist()
 

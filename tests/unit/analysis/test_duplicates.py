@@ -397,3 +397,17 @@ def test_passages_agree_on_any_texts(first: list[str], second: list[str]) -> Non
 def test_module_constants() -> None:
     assert duplicates.VERSION
     assert duplicates.SKETCH_SIZE * 4 + 8 <= 2048
+
+
+@pytest.mark.timeout(20)  # 41 s before: each repeated shingle was paired with every repeat on the other side
+def test_repetitive_texts_are_compared_without_pairing_every_repeat() -> None:
+    match = duplicates.compare("US " * 66_000, "echo", "US " * 1_000)
+    assert match is not None  # the figures still say how alike they are
+    assert match.shared_passages == ()  # a shingle repeated 1,000 times anchors no passage
+
+
+def test_a_sentence_repeated_a_few_times_still_anchors_passages() -> None:
+    seed = "The talks in Geneva ended without an agreement on Sunday evening. " * 3
+    match = duplicates.compare("Officials said so. " + seed, "thrice", seed)
+    assert match is not None
+    assert match.shared_passages
