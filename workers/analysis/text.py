@@ -87,10 +87,12 @@ _BLOCK_ELEMENTS = frozenset(
     ]
 )
 
-# Outlet boilerplate. A line matching one of these is dropped whole.
+# Outlet boilerplate. A line matching one of these is dropped whole, if it is no longer than
+# _MAX_BOILERPLATE_LINE: a longer one is prose (an article sent as one line that ends with a photo credit,
+# a paragraph that begins "Related:"), and losing it would lose the article.
 _BOILERPLATE_LINE = re.compile(
     r"""^\s*(?:
-        (?:also\s+read|read\s+(?:more|also)|related|recommended|watch|listen|more\s+from)\s*[:|\-–]
+        (?:also\s+read|read\s+(?:more|also)|related|recommended|watch|listen|more\s+from)(?:\s*[:|]|\s+[\-–])
       | image\s+source\s*:
       | (?:photo|picture|image|file\s+photo)(?:\s+credit)?\s*:
       | source\s*:\s*\S+\s*$
@@ -105,13 +107,14 @@ _BOILERPLATE_LINE = re.compile(
       | (?:copyright\s*)?©.*$
       | all\s+rights\s+reserved
       | \(\s*reporting\s+by\b.*\)\s*$
-      | (?:reporting|writing|editing)\s+by\s+[A-Z].{0,120}$
+      | (?:reporting|writing|editing)\s+by\s+(?-i:[A-Z]).{0,120}$  # a name: "Writing by candlelight" is prose
       | (?-i:[A-Z]{2,}(?:\s+[A-Z]{2,})?)\s*$  # a section kicker ("WORLD"), capitals only
       | (?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\s+\d{1,2},?\s+\d{4}\s*$
       | \d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2})?\S*)?\s*$
     )""",
     re.IGNORECASE | re.VERBOSE,
 )
+_MAX_BOILERPLATE_LINE = 200
 # A line that is a photo caption: it ends with a credit such as "/ Photo: AP" or "(AP Photo/...)".
 _CAPTION_LINE = re.compile(
     r"(?:[/|]\s*(?:photo|image|picture|file)\s*:\s*[^.]{0,60}|\((?:\w+\s+)?photo\s*[:/][^)]{0,80}\)"
@@ -285,7 +288,11 @@ def _drop_boilerplate(text: str, starts: list[int], ends: list[int]) -> tuple[st
             if _CAPTION_START.match(body, cut):
                 cut = len(body)
         rest = body[cut:]
-        if rest.strip() and (_BOILERPLATE_LINE.match(rest) or _CAPTION_LINE.search(rest)):
+        if (
+            rest.strip()
+            and len(rest) <= _MAX_BOILERPLATE_LINE
+            and (_BOILERPLATE_LINE.match(rest) or _CAPTION_LINE.search(rest))
+        ):
             cut = len(body)
         kept_part = line[cut:]
         base = line_start + cut

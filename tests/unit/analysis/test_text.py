@@ -137,3 +137,17 @@ def test_an_unclosed_comment_is_read_as_text_as_before() -> None:
     doc = prepare("<p>The US said so.</p><p>Then <!-- it left")
     assert doc.clean.splitlines()[0] == "The US said so."
     assert "it left" in doc.clean
+
+
+@pytest.mark.parametrize(
+    "prose",
+    [
+        "Related-party transactions at the Russian bank rose by a fifth last year.",
+        "Writing by candlelight, the UN envoy finished his report before dawn.",
+        "Related: the US condemned Russia on Sunday over the attack, officials said, and the two sides agreed"
+        " to meet again in Geneva later this week to discuss the matter and the next steps in the long"
+        " running talks over the border.",
+    ],
+)
+def test_prose_that_starts_like_boilerplate_is_kept(prose: str) -> None:
+    assert prepare(prose).clean == prose
