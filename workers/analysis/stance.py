@@ -238,26 +238,13 @@ def _evidence(
         score=round(float(probs[2] - probs[0]), 4),
         confidence=round(float(probs[index]), 4),
         mentions=tuple(
-            Mention(
-                m.target, m.text, *_to_original(doc, sentence, m.text, m.start, m.end), m.kind, m.incidental
-            )
+            Mention(m.target, m.text, *doc.span_to_original(sentence, m.start, m.end), m.kind, m.incidental)
             for m in mentions
         ),
-        holder=Holder(
-            holder.text, *_to_original(doc, sentence, holder.text, holder.start, holder.end), holder.cue
-        )
+        holder=Holder(holder.text, *doc.span_to_original(sentence, holder.start, holder.end), holder.cue)
         if holder
         else None,
     )
-
-
-def _to_original(doc: Document, sentence: Sentence, text: str, start: int, end: int) -> tuple[int, int]:
-    """Shift a span found in a sentence's text onto the submitted text."""
-    if doc.original[sentence.start : sentence.end] == sentence.text:
-        return sentence.start + start, sentence.start + end
-    # marked-up source: find the words inside the sentence's original span
-    found = doc.original.find(text, sentence.start, sentence.end)
-    return (found, found + len(text)) if found != -1 else (sentence.start, sentence.end)
 
 
 def _mostly_uppercase(text: str) -> bool:

@@ -34,7 +34,6 @@ _SKIPPED_ELEMENTS = frozenset(
         "style",
         "noscript",
         "template",
-        "head",
         "title",
         "nav",
         "footer",
@@ -47,9 +46,13 @@ _SKIPPED_ELEMENTS = frozenset(
         "svg",
         "canvas",
         "object",
-        "embed",
     ]
 )
+# Not "head" (its end tag is optional, and what it holds is skipped by the names above anyway) nor "embed"
+# (it has no end tag): waiting for their end hid the rest of the document.
+# Markup whose paragraphs come from its block elements: a line break in its text is only a space.
+_HAS_BLOCKS = re.compile(r"<\s*(?:p|div|br|li|h[1-6]|section|article)\b", re.IGNORECASE)
+_LINE_BREAK = re.compile(r"\r\n?|\n")
 # Elements that end a paragraph.
 _BLOCK_ELEMENTS = frozenset(
     [
@@ -177,6 +180,8 @@ class Sentence:
     text: str
     paragraph: int
     is_heading: bool = False
+    clean_start: int = 0  # the sentence's span in the cleaned text (Document.span_to_original)
+    clean_end: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,8 +201,9 @@ class _Builder:
     starts: list[int] = field(default_factory=list)
     ends: list[int] = field(default_factory=list)
 
-    def keep(self, original: str, start: int, end: int) -> None:
-        self.parts.append(original[start:end])
+    def keep(self, original: str, start: int, end: int, text: str | None = None) -> None:
+        """Keep original[start:end], or `text` of the same length in its place."""
+        self.parts.append(original[start:end] if text is None else text)
         self.starts.extend(range(start, end))
         self.ends.extend(range(start + 1, end + 1))
 
@@ -233,6 +239,28 @@ class Document:
         cleaned = self.clean[clean_start:clean_end]
         raw = self.original[start:end]
         return raw if raw == cleaned else _WHITESPACE.sub(" ", cleaned).strip()
+
+    def span_to_original(self, sentence: Sentence, start: int, end: int) -> tuple[int, int]:
+        """Map a [start, end) span of `sentence.text` (a mention, a holder) onto the submitted text."""
+        if self.original[sentence.start : sentence.end] == sentence.text:
+            return sentence.start + start, sentence.start + end
+        # The text is the cleaned span with each run of whitespace made one space, then stripped (display):
+        # rebuild which cleaned character each of its characters came from.
+        cleaned = self.clean[sentence.clean_start : sentence.clean_end]
+        sources: list[int] = []
+        position = 0
+        for run in _WHITESPACE.finditer(cleaned):
+            sources.extend(range(position, run.start()))
+            sources.append(run.start())
+            position = run.end()
+        sources.extend(range(position, len(cleaned)))
+        lead = len(cleaned) - len(cleaned.lstrip())
+        sources = sources[1:] if lead else sources
+        if end <= start or end > len(sources):
+            return sentence.start, sentence.end
+        return self.to_original(
+            sentence.clean_start + sources[start], sentence.clean_start + sources[end - 1] + 1
+        )
 
     @cached_property
     def sentences(self) -> tuple[Sentence, ...]:
@@ -332,6 +360,7 @@ class _MarkupStripper(HTMLParser):
         self.source = source
         self.builder = builder
         self.skip_depth = 0
+        self.breaks_are_spaces = _HAS_BLOCKS.search(source) is not None
         self.line_offsets = [0]
         for index, char in enumerate(source):
             if char == "\n":
@@ -370,14 +399,23 @@ class _MarkupStripper(HTMLParser):
         if self.skip_depth:
             return
         start = self._offset()
-        self.builder.keep(self.source, start, start + len(data))
+        if self.breaks_are_spaces and ("\n" in data or "\r" in data):
+            # Hard-wrapped source ("the United\nStates"): one space per character, so offsets hold.
+            spaced = _LINE_BREAK.sub(lambda m: " " * len(m.group()), data)
+            self.builder.keep(self.source, start, start + len(data), spaced)
+        else:
+            self.builder.keep(self.source, start, start + len(data))
 
     def _reference(self, name: str, decoded: str) -> None:
         if self.skip_depth:
             return
         start = self._offset()
-        end = self.source.find(";", start, start + len(name) + 4)
-        end = end + 1 if end != -1 else start + len(name) + 1
+        end = start + len(name) + 1  # "&" and the name ("#" included for a character reference)
+        if self.source.startswith(";", end):
+            end += 1
+        elif decoded.endswith(";"):  # not a reference html knows, and no ";": text ("AT&T")
+            self.builder.keep(self.source, start, end)
+            return
         self.builder.replace(decoded, start, end)
 
     def handle_entityref(self, name: str) -> None:
@@ -414,6 +452,8 @@ def _split_sentences(doc: Document) -> list[Sentence]:
                     text=doc.display(clean_start, clean_end),
                     paragraph=paragraph,
                     is_heading=single_line_heading,
+                    clean_start=clean_start,
+                    clean_end=clean_end,
                 )
             )
     return sentences

@@ -136,3 +136,31 @@ def test_lexicon_scorer_reads_clear_sentences(scorer: LexiconScorer) -> None:
     assert report.targets["us"].label == "positive"
     assert report.targets["russia"].label == "negative"
     assert report.targets["un"].label == "not_mentioned"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<p>The US said the <b>US</b> was wrong &amp; the US lied.</p>",  # markup inside the sentence
+        "The US\u200b said the US is bad and the US is wrong.",  # an invisible character dropped
+        "<p>The United&nbsp;States condemned Russia.</p>",  # an entity inside the mention
+        "<p>Moscow   said  the\n  US  was   wrong.</p>",  # whitespace runs collapsed in the sentence text
+    ],
+)
+def test_mention_and_holder_offsets_point_at_their_own_words(text: str, scorer: LexiconScorer) -> None:
+    report = analyse_stance(text, scorer)
+    spans = []
+    for target in report.targets.values():
+        for evidence in target.evidence:
+            for mention in evidence.mentions:
+                spans.append((mention.start, mention.end))
+                assert (
+                    " ".join(text[mention.start : mention.end].replace("&nbsp;", " ").split()) == mention.text
+                )
+            if evidence.holder is not None:
+                assert (
+                    text[evidence.holder.start : evidence.holder.end].replace("&nbsp;", " ")
+                    == evidence.holder.text
+                )
+    assert spans
+    assert len(set(spans)) == len(spans)  # each mention at its own place, not all at the first

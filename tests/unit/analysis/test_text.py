@@ -151,3 +151,35 @@ def test_an_unclosed_comment_is_read_as_text_as_before() -> None:
 )
 def test_prose_that_starts_like_boilerplate_is_kept(prose: str) -> None:
     assert prepare(prose).clean == prose
+
+
+@pytest.mark.parametrize(
+    ("markup", "clean"),
+    [
+        (  # valid HTML5: </head> is optional
+            "<html><head><meta charset=utf-8><title>X</title><body><p>The US condemned Russia.</p>",
+            "The US condemned Russia.\n",
+        ),
+        (
+            "<p>A.</p><embed src=a.swf><p>The US condemned it.</p>",
+            "A.\nThe US condemned it.\n",
+        ),  # no </embed>
+        (
+            "<p>The ministry said the United\nStates had broken it.</p>",
+            "The ministry said the United States had broken it.\n",
+        ),
+        (
+            "<p>AT&T said the US market &amp chips &#169; &unknown; rose.</p>",
+            "AT&T said the US market & chips © &unknown; rose.\n",
+        ),
+    ],
+)
+def test_markup_is_read_as_a_browser_shows_it(markup: str, clean: str) -> None:
+    assert prepare(markup).clean == clean
+
+
+def test_plain_text_with_an_entity_keeps_its_line_breaks() -> None:
+    assert (
+        prepare("First paragraph of AT&amp;T.\nSecond paragraph.").clean
+        == "First paragraph of AT&T.\nSecond paragraph."
+    )
