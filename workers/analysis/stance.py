@@ -38,6 +38,9 @@ TARGET_KEYS = ("us", "russia", "un")
 KIND_WEIGHTS: dict[MentionKind, float] = {"name": 1.0, "metonym": 1.0, "person": 0.7, "adjective": 0.4}
 _KIND_RANK: dict[MentionKind, int] = {"name": 0, "metonym": 1, "person": 2, "adjective": 3}
 MAX_EVIDENCE = 5
+# The sentences judged per target: the first ones of the article. A news article has a few dozen at most;
+# a 200,000-character text of nothing but mentions had 15,000, half a minute of the model per article.
+MAX_JUDGED_SENTENCES = 200
 # How far an incidental mention's judgement moves toward neutral: p' = (1 - s) p + s neutral. On real
 # news sentences (see the README's Evaluation) every incidental mention the rules found in the tuning
 # half was neutral to both annotators; 0.9 keeps a little of the model's view.
@@ -173,8 +176,9 @@ def analyse_stance(text: str | Document, scorer: SentenceScorer) -> StanceReport
             if own:
                 per_target[key].append((sentence, own))
 
+    judged = {key: pairs[:MAX_JUDGED_SENTENCES] for key, pairs in per_target.items()}
     items: list[TargetedSentence] = []
-    for pairs in per_target.values():
+    for pairs in judged.values():
         for sentence, mentions in pairs:
             lead = lead_mention(mentions)
             items.append(TargetedSentence(sentence.text, lead.start, lead.end, lead))
@@ -183,8 +187,9 @@ def analyse_stance(text: str | Document, scorer: SentenceScorer) -> StanceReport
     report: dict[str, TargetStance] = {}
     row = 0
     for key in TARGET_KEYS:
-        pairs = per_target[key]
-        report[key] = _aggregate(doc, pairs, probabilities[row : row + len(pairs)])
+        pairs = judged[key]
+        mention_count = sum(len(mentions) for _, mentions in per_target[key])
+        report[key] = _aggregate(doc, pairs, probabilities[row : row + len(pairs)], mention_count)
         row += len(pairs)
     return StanceReport(report)
 
@@ -201,7 +206,10 @@ def lead_mention(mentions: list[Mention]) -> Mention:
 
 
 def _aggregate(
-    doc: Document, pairs: list[tuple[Sentence, list[Mention]]], probabilities: npt.NDArray[np.float64]
+    doc: Document,
+    pairs: list[tuple[Sentence, list[Mention]]],
+    probabilities: npt.NDArray[np.float64],
+    mention_count: int,
 ) -> TargetStance:
     if not pairs:
         return TargetStance(label="not_mentioned", score=0.0, confidence=1.0, mentions=0, evidence=())
@@ -216,7 +224,7 @@ def _aggregate(
         label=LABELS[label_index],
         score=round(float(mean[2] - mean[0]), 4),
         confidence=round(float(mean[label_index]), 4),
-        mentions=sum(len(mentions) for _, mentions in pairs),
+        mentions=mention_count,
         evidence=evidence,
     )
 

