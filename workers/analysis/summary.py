@@ -193,8 +193,9 @@ def summarize(text: str | Document, *, sentences: int | None = None, ratio: floa
         centroid.update(vector)
     candidates = [i for i, s in enumerate(body) if _is_candidate(s.text)]
     scores = [0.0] * len(body)
+    centroid_norm = _norm(centroid)  # once: the centroid holds every term of the article
     for rank, index in enumerate(candidates):
-        scores[index] = _CENTRALITY_WEIGHT * _cosine(vectors[index], centroid) + (
+        scores[index] = _CENTRALITY_WEIGHT * _cosine(vectors[index], centroid, centroid_norm) + (
             1 - _CENTRALITY_WEIGHT
         ) * _position_prior(rank)
     # Candidates best first; the other sentences only when more are asked for than there are candidates.
@@ -238,12 +239,15 @@ def _term_vector(text: str) -> Counter[str]:
     return Counter(t for t in (m.lower() for m in _TOKEN.findall(text)) if t not in _STOPWORDS)
 
 
-def _cosine(left: Counter[str], right: Counter[str]) -> float:
+def _norm(vector: Counter[str]) -> float:
+    return math.sqrt(sum(v * v for v in vector.values()))
+
+
+def _cosine(left: Counter[str], right: Counter[str], right_norm: float | None = None) -> float:
     if not left or not right:
         return 0.0
     dot = sum(count * right[term] for term, count in left.items())
-    norm = math.sqrt(sum(v * v for v in left.values())) * math.sqrt(sum(v * v for v in right.values()))
-    return dot / norm
+    return dot / (_norm(left) * (_norm(right) if right_norm is None else right_norm))
 
 
 def _position_prior(index: int) -> float:
