@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import click
@@ -14,7 +15,19 @@ import click
 from newsdesk import logs
 from newsdesk.settings import Settings
 
+F = TypeVar("F", bound=Callable[..., Any])
 LOCAL_DATA_DIR = ".newsdesk"  # `newsdesk run`'s default data folder
+
+
+def _data_dir_option(help_text: str) -> Callable[[F], F]:
+    """`newsdesk run`'s data folder, as an option of the commands that need it."""
+    return click.option(
+        "--data-dir",
+        default=LOCAL_DATA_DIR,
+        show_default=True,
+        type=click.Path(path_type=Path),
+        help=help_text,
+    )
 
 
 def _settings() -> Settings:
@@ -48,13 +61,7 @@ def main() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, envvar="NEWSDESK_API_HOST")
 @click.option("--port", default=8000, show_default=True, type=int, envvar="NEWSDESK_API_PORT")
-@click.option(
-    "--data-dir",
-    default=LOCAL_DATA_DIR,
-    show_default=True,
-    type=click.Path(path_type=Path),
-    help="Where the embedded Redis keeps its data (ignored when REDIS_URL is set).",
-)
+@_data_dir_option("Where the embedded Redis keeps its data (ignored when REDIS_URL is set).")
 @click.option("--concurrency", default=None, type=int, help="Worker processes [NEWSDESK_WORKER_CONCURRENCY].")
 def run(host: str, port: int, data_dir: Path, concurrency: int | None) -> None:
     """Everything on this machine: Redis (embedded unless REDIS_URL is set), seeds, a worker and the API."""
@@ -220,12 +227,8 @@ def keys_new(name: str) -> None:
 
 
 @main.group()
-@click.option(
-    "--data-dir",
-    default=LOCAL_DATA_DIR,
-    show_default=True,
-    type=click.Path(path_type=Path),
-    help="The data folder of a running `newsdesk run`, whose embedded Redis is used when REDIS_URL is unset.",
+@_data_dir_option(
+    "The data folder of a running `newsdesk run`, whose embedded Redis is used when REDIS_URL is unset."
 )
 @click.pass_context
 def seeds(context: click.Context, data_dir: Path) -> None:
