@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -46,7 +47,7 @@ def _seed_store_settings() -> Settings:
     data_dir: Path = click.get_current_context().obj or Path(LOCAL_DATA_DIR)
     embedded = None if os.environ.get("REDIS_URL") else running_embedded_url(data_dir)
     if embedded:
-        settings = Settings.from_env(redis_url=embedded)
+        settings = dataclasses.replace(settings, redis_url=embedded)
     where = urlsplit(settings.redis_url)
     origin = "newsdesk run's embedded Redis" if embedded else "REDIS_URL"
     click.echo(f"redis: {where.hostname}:{where.port or 6379}{where.path} ({origin})", err=True)

@@ -50,9 +50,6 @@ _SKIPPED_ELEMENTS = frozenset(
 )
 # Not "head" (its end tag is optional, and what it holds is skipped by the names above anyway) nor "embed"
 # (it has no end tag): waiting for their end hid the rest of the document.
-# Markup whose paragraphs come from its block elements: a line break in its text is only a space.
-_HAS_BLOCKS = re.compile(r"<\s*(?:p|div|br|li|h[1-6]|section|article)\b", re.IGNORECASE)
-_LINE_BREAK = re.compile(r"\r\n?|\n")
 # Elements that end a paragraph.
 _BLOCK_ELEMENTS = frozenset(
     [
@@ -89,6 +86,9 @@ _BLOCK_ELEMENTS = frozenset(
         "center",
     ]
 )
+# Markup whose paragraphs come from its block elements: a line break in its text is only a space.
+_HAS_BLOCKS = re.compile(r"<\s*(?:" + "|".join(sorted(_BLOCK_ELEMENTS, reverse=True)) + r")\b", re.IGNORECASE)
+_BREAKS_TO_SPACES = str.maketrans("\r\n", "  ")
 
 # Outlet boilerplate. A line matching one of these is dropped whole, if it is no longer than
 # _MAX_BOILERPLATE_LINE: a longer one is prose (an article sent as one line that ends with a photo credit,
@@ -253,9 +253,7 @@ class Document:
             sources.extend(range(position, run.start()))
             sources.append(run.start())
             position = run.end()
-        sources.extend(range(position, len(cleaned)))
-        lead = len(cleaned) - len(cleaned.lstrip())
-        sources = sources[1:] if lead else sources
+        sources.extend(range(position, len(cleaned)))  # a sentence's span has no edge whitespace to strip
         if end <= start or end > len(sources):
             return sentence.start, sentence.end
         return self.to_original(
@@ -399,12 +397,11 @@ class _MarkupStripper(HTMLParser):
         if self.skip_depth:
             return
         start = self._offset()
-        if self.breaks_are_spaces and ("\n" in data or "\r" in data):
-            # Hard-wrapped source ("the United\nStates"): one space per character, so offsets hold.
-            spaced = _LINE_BREAK.sub(lambda m: " " * len(m.group()), data)
-            self.builder.keep(self.source, start, start + len(data), spaced)
-        else:
-            self.builder.keep(self.source, start, start + len(data))
+        end = start + len(data)
+        # Sliced from the source, not `data` (the parser reads a copy, see run). Hard-wrapped markup
+        # ("the United\nStates"): one space per line-break character, so offsets hold.
+        text = self.source[start:end].translate(_BREAKS_TO_SPACES) if self.breaks_are_spaces else None
+        self.builder.keep(self.source, start, end, text)
 
     def _reference(self, name: str, decoded: str) -> None:
         if self.skip_depth:
