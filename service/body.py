@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 import flask_smorest
+import marshmallow as ma
 from flask import Request, g
 from webargs import core
 from webargs.flaskparser import FlaskParser
@@ -111,11 +112,23 @@ def check_text_length(text: str, limit: int) -> None:
 
 
 class _BodyParser(FlaskParser):
-    """webargs parser that takes the body already read and checked by `read_json_body`."""
+    """webargs parser that takes the body already read and checked by `read_json_body`.
+
+    It also refuses a query parameter given more than once: no parameter of the API takes a list, and
+    webargs would silently keep the first of `?status=done&status=failed`.
+    """
 
     def _raw_load_json(self, req: Request) -> Any:
         body = g.get("json_body")
         return core.missing if body is None else body
+
+    def load_querystring(self, req: Request, schema: ma.Schema) -> Any:
+        repeated = {name: len(values) for name, values in req.args.lists() if len(values) > 1}
+        if repeated:
+            raise ma.ValidationError(
+                {name: [f"Given {count} times; give it once."] for name, count in sorted(repeated.items())}
+            )
+        return super().load_querystring(req, schema)
 
 
 class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]

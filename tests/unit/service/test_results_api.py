@@ -306,6 +306,14 @@ def test_list_validation(client: FlaskClient) -> None:
     assert_problem(client.get("/v1/articles?cursor=not-a-cursor"), 400, "invalid-cursor")
 
 
+def test_a_repeated_query_parameter_is_refused_not_half_read(client: FlaskClient) -> None:
+    problem = assert_problem(
+        client.get("/v1/articles?status=done&status=failed&limit=5"), 422, "validation-error"
+    )
+    assert problem["errors"] == [{"field": "query.status", "message": "Given 2 times; give it once."}]
+    assert client.get("/v1/articles?status=done&limit=5").status_code == 200
+
+
 def test_delete_removes_the_article_its_listing_and_its_idempotency_key(
     client: FlaskClient, store: Store, fake_redis: fakeredis.FakeRedis
 ) -> None:
