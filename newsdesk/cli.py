@@ -368,10 +368,17 @@ def submit(
     help="Folder laid out as shared/data: newsmtsc/, summaries/, news_corpus/.",
 )
 @click.option("--only", default="stance,summary,duplicates", show_default=True, help="Parts to run.")
-@click.option("--per-kind", default=150, show_default=True, type=int, help="Duplicate queries per case type.")
+@click.option(
+    "--per-kind",
+    default=150,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Duplicate queries per case type.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 def evaluate(data_dir: Path, only: str, per_kind: int, as_json: bool) -> None:
     """Measure every analysis on public evaluation data, as the workers run them."""
+    from newsdesk.evaluation.records import DataError  # noqa: PLC0415
     from newsdesk.evaluation.report import PARTS, format_table, run_evaluation  # noqa: PLC0415
     from workers.pipeline import load_scorer  # noqa: PLC0415
 
@@ -383,14 +390,18 @@ def evaluate(data_dir: Path, only: str, per_kind: int, as_json: bool) -> None:
         click.echo(
             f"{data_dir} not found: every part is skipped; only the timing runs (on the seeds)", err=True
         )
+    settings = _settings()
     try:
         result = run_evaluation(
             data_dir,
-            load_scorer(_settings().stance_scorer),
+            load_scorer(settings.stance_scorer),
             parts=parts,
             per_kind=per_kind,
+            settings=settings,
             progress=lambda step: click.echo(f"... {step}", err=True),
         )
+    except DataError as bad:
+        raise click.ClickException(str(bad)) from bad
     except ModuleNotFoundError as missing:
         if missing.name != "rouge_score":
             raise

@@ -40,6 +40,7 @@ from typing import Any, Literal
 import blingfire
 import numpy as np
 
+from newsdesk.evaluation.records import NoExamples, read_records, required
 from workers.analysis import duplicates
 from workers.analysis.duplicates import DuplicateThresholds, SeedIndex
 
@@ -92,31 +93,32 @@ def load_corpus(corpus_dir: Path) -> list[Article]:
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: the evaluation needs the shared news corpus")
     articles = []
-    with path.open(encoding="utf-8") as lines:
-        for line in lines:
-            if not line.strip():
-                continue
-            record = json.loads(line)
-            meta = record.get("meta") or {}
-            topics = meta.get("topics") or ([meta["category"]] if meta.get("category") else [])
-            articles.append(
-                Article(
-                    id=record["id"],
-                    title=record.get("title") or "",
-                    text=record["text"],
-                    source=record.get("source") or "",
-                    day=(record.get("date") or "").split(" ")[0],
-                    topics=frozenset(topics),
-                )
+    for number, record in read_records(path):
+        where = f"{path}:{number}"
+        meta = record.get("meta") or {}
+        topics = meta.get("topics") or ([meta["category"]] if meta.get("category") else [])
+        articles.append(
+            Article(
+                id=required(record, "id", str, where),
+                title=record.get("title") or "",
+                text=required(record, "text", str, where),
+                source=record.get("source") or "",
+                day=(record.get("date") or "").split(" ")[0],
+                topics=frozenset(topics),
             )
+        )
     return articles
 
 
 def load_natural_pairs(corpus_dir: Path) -> list[dict[str, Any]]:
     """natural_duplicates.jsonl: {id_a, id_b, kind, ...}; an `exact` pair carries b's text as `b`."""
     path = corpus_dir / "natural_duplicates.jsonl"
-    with path.open(encoding="utf-8") as lines:
-        return [json.loads(line) for line in lines if line.strip()]
+    pairs = []
+    for number, record in read_records(path):
+        for key in ("id_a", "id_b", "kind"):
+            required(record, key, str, f"{path}:{number}")
+        pairs.append(record)
+    return pairs
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -646,14 +648,16 @@ def build_cases(
     by_id = {a.id: a for a in articles}
     cases: list[Case] = []
     for kind in REWRITE_KINDS:
-        for article in rng.sample(pool, per_kind):
+        for article in rng.sample(pool, min(per_kind, len(pool))):  # a small corpus gives what it has
             borrowed: set[str] = set()
             query = rewrite(kind, article, rng, filler, headlines, borrowed)
             cases.append(Case(kind, query, {article.id: "duplicate"}, borrowed - {article.id}))
     # Excerpts: 2-3 paragraphs (at most 35% of A) inside a longer B.
     long_articles = [a for a in pool if len(a.paragraphs) >= 6]
-    made = 0
-    while made < per_kind:
+    made = attempts = 0
+    # Bounded: in a small corpus every pair may be natural partners, or every excerpt too long.
+    while made < per_kind and len(long_articles) >= 2 and attempts < 100 * per_kind:
+        attempts += 1
         source, host = rng.sample(long_articles, 2)
         if host.id in partners.get(source.id, ()):
             continue
@@ -872,6 +876,8 @@ def evaluate_duplicates(
     texts = {a.id: a.text for a in articles}
     index, build = index_corpus(articles)
     cases = build_cases(articles, pairs, split, per_kind)
+    if not cases:
+        raise NoExamples(f"{corpus_dir}: no query cases could be built from {len(articles)} articles")
     result: dict[str, Any] = {
         "split": split,
         "version": duplicates.VERSION,

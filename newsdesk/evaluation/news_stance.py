@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 from collections import defaultdict
 from importlib import resources
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from newsdesk.evaluation.records import read_records, required
 from newsdesk.evaluation.stance import score
 from workers.analysis.stance import LABELS, SentenceScorer, TargetedSentence
 from workers.analysis.text import prepare
@@ -49,19 +49,18 @@ def build_sets(
             agreed[row["split"]] += 1
     items: dict[str, list[TargetedSentence]] = {split: [] for split in SPLITS}
     gold: dict[str, list[int]] = {split: [] for split in SPLITS}
-    with corpus.open(encoding="utf-8") as lines:
-        for line in lines:
-            article = json.loads(line)
-            rows = wanted.get(article["id"])
-            if not rows:
-                continue
-            sentences = {sentence_sha1(s.text): s.text for s in prepare(article["text"]).sentences}
-            for row in rows:
-                sentence = sentences.get(row["sentence_sha1"])
-                if sentence is None:
-                    continue  # the sentence splitter has changed since the row was labelled
-                items[row["split"]].append(TargetedSentence(sentence, int(row["start"]), int(row["end"])))
-                gold[row["split"]].append(LABELS.index(row["annotator_1"]))
+    for number, article in read_records(corpus):
+        rows = wanted.get(required(article, "id", str, f"{corpus}:{number}"))
+        if not rows:
+            continue
+        text = required(article, "text", str, f"{corpus}:{number}")
+        sentences = {sentence_sha1(s.text): s.text for s in prepare(text).sentences}
+        for row in rows:
+            sentence = sentences.get(row["sentence_sha1"])
+            if sentence is None:
+                continue  # the sentence splitter has changed since the row was labelled
+            items[row["split"]].append(TargetedSentence(sentence, int(row["start"]), int(row["end"])))
+            gold[row["split"]].append(LABELS.index(row["annotator_1"]))
     return {
         split: (items[split], np.asarray(gold[split], dtype=np.int64), agreed[split] - len(items[split]))
         for split in SPLITS

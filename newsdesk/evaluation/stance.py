@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from newsdesk.evaluation.records import DataError, NoExamples, read_records, required
 from workers.analysis.stance import LABELS, SentenceScorer, TargetedSentence
 
 # NewsMTSC codes polarity on a 1-7 scale collapsed to three values.
@@ -20,18 +20,34 @@ _DRAW_BLOCK = 200
 
 
 def read_newsmtsc(path: Path) -> tuple[list[TargetedSentence], npt.NDArray[np.int64]]:
-    """Every target of every sentence as one example, with its label index into LABELS."""
+    """Every target of every sentence as one example, with its label index into LABELS.
+
+    A target whose offsets fall outside its sentence, or do not spell its `mention`, is a DataError:
+    scored anyway it would judge some other stretch of the sentence.
+    """
     items: list[TargetedSentence] = []
     labels: list[int] = []
-    with path.open(encoding="utf-8") as lines:
-        for line in lines:
-            if not line.strip():
-                continue
-            record = json.loads(line)
-            text = record["sentence_normalized"]
-            for target in record["targets"]:
-                items.append(TargetedSentence(text=text, start=int(target["from"]), end=int(target["to"])))
-                labels.append(POLARITY_TO_LABEL[float(target["polarity"])])
+    for number, record in read_records(path):
+        where = f"{path}:{number}"
+        text = required(record, "sentence_normalized", str, where)
+        for target in required(record, "targets", list, where):
+            if not isinstance(target, dict):
+                raise DataError(f"{where}: each target must be an object")
+            start, end = (required(target, key, int, where) for key in ("from", "to"))
+            if not 0 <= start < end <= len(text):
+                raise DataError(
+                    f"{where}: target offsets {start}-{end} are outside the sentence ({len(text)} chars)"
+                )
+            mention = target.get("mention")
+            if mention is not None and text[start:end] != mention:
+                raise DataError(
+                    f"{where}: the sentence has {text[start:end]!r} at {start}-{end}, not {mention!r}"
+                )
+            polarity = required(target, "polarity", (int, float), where)
+            if float(polarity) not in POLARITY_TO_LABEL:
+                raise DataError(f"{where}: polarity {polarity} is none of 2.0, 4.0, 6.0")
+            items.append(TargetedSentence(text=text, start=start, end=end))
+            labels.append(POLARITY_TO_LABEL[float(polarity)])
     return items, np.asarray(labels, dtype=np.int64)
 
 
@@ -118,7 +134,7 @@ def evaluate_stance(model: SentenceScorer, path: Path) -> dict[str, float]:
         raise FileNotFoundError(f"NewsMTSC file not found: {path} (the data is not shipped; see shared/data)")
     items, gold = read_newsmtsc(path)
     if not items:
-        raise ValueError(f"no targets in {path}")
+        raise NoExamples(f"{path}: no targets")
     probabilities = model.predict(items)
     return score(probabilities, gold)
 

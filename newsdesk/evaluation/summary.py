@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from workers.analysis.summary import summarize
+from newsdesk.evaluation.records import DataError, NoExamples, read_records, required
+from workers.analysis.summary import DEFAULT_SENTENCES, summarize
 
 Summarizer = Callable[[str], Sequence[str]]
 
 
-def service_summarizer(text: str) -> list[str]:
-    """The sentences the workers would return, with the default options."""
-    return [sentence.text for sentence in summarize(text).sentences]
+def service_summarizer(sentences: int = DEFAULT_SENTENCES) -> Summarizer:
+    """The sentences the workers return for an article sent without options (NEWSDESK_SUMMARY_SENTENCES)."""
+
+    def service(text: str) -> list[str]:
+        return [sentence.text for sentence in summarize(text, sentences=sentences).sentences]
+
+    return service
 
 
 def lead_summarizer(count: int = 3) -> Summarizer:
@@ -32,45 +36,50 @@ def lead_summarizer(count: int = 3) -> Summarizer:
 def read_texts(path: Path, limit: int | None = None) -> list[str]:
     """The article texts of a {"text", "reference"} JSONL file, the first `limit` of them."""
     texts: list[str] = []
-    with path.open(encoding="utf-8") as lines:
-        for line in lines:
-            if line.strip():
-                texts.append(json.loads(line)["text"])
-            if limit is not None and len(texts) == limit:
-                break
+    for number, record in read_records(path):
+        texts.append(required(record, "text", str, f"{path}:{number}"))
+        if limit is not None and len(texts) == limit:
+            break
     return texts
 
 
-def evaluate_summary(path: Path, summarizer: Summarizer = service_summarizer) -> dict[str, Any]:
+def read_pairs(path: Path) -> list[tuple[str, str]]:
+    """(text, reference) of each line; a reference given as a list of sentences is one per line."""
+    pairs = []
+    for number, record in read_records(path):
+        where = f"{path}:{number}"
+        text = required(record, "text", str, where)
+        reference = required(record, "reference", (str, list), where)
+        if isinstance(reference, list):
+            if not all(isinstance(sentence, str) for sentence in reference):
+                raise DataError(f'{where}: field "reference" must be a string or a list of strings')
+            reference = "\n".join(reference)
+        pairs.append((text, reference))
+    return pairs
+
+
+def evaluate_summary(path: Path, summarizer: Summarizer, *, first: int = 0) -> dict[str, Any]:
     """ROUGE F1 (percent, Porter stemming; rougeL is the summary-level rougeLsum) on a JSONL file of
-    {"text", "reference"}, and the median milliseconds per article."""
+    {"text", "reference"}, from its `first` article on (0-based), and the median milliseconds per article."""
     from rouge_score import rouge_scorer  # noqa: PLC0415 - an evaluation-only dependency
 
+    pairs = read_pairs(path)[first:]
+    if not pairs:
+        raise NoExamples(f"{path}: no articles" + (f" after the first {first}" if first else ""))
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeLsum"], use_stemmer=True)
     scores: dict[str, list[float]] = {"rouge1": [], "rouge2": [], "rougeL": []}
     timings: list[float] = []
-    with path.open(encoding="utf-8") as lines:
-        for line in lines:
-            if not line.strip():
-                continue
-            record = json.loads(line)
-            reference = record["reference"]
-            if not isinstance(reference, str):
-                reference = "\n".join(reference)
-            started = time.perf_counter()
-            sentences = summarizer(record["text"])
-            timings.append((time.perf_counter() - started) * 1000)
-            # rougeLsum splits on newlines; references are one highlight per sentence.
-            result = scorer.score(reference.replace(" . ", " .\n"), "\n".join(sentences))
-            scores["rouge1"].append(result["rouge1"].fmeasure)
-            scores["rouge2"].append(result["rouge2"].fmeasure)
-            scores["rougeL"].append(result["rougeLsum"].fmeasure)
-    n = len(timings)
+    for text, reference in pairs:
+        started = time.perf_counter()
+        sentences = summarizer(text)
+        timings.append((time.perf_counter() - started) * 1000)
+        # rougeLsum splits on newlines; references are one highlight per sentence.
+        result = scorer.score(reference.replace(" . ", " .\n"), "\n".join(sentences))
+        scores["rouge1"].append(result["rouge1"].fmeasure)
+        scores["rouge2"].append(result["rouge2"].fmeasure)
+        scores["rougeL"].append(result["rougeLsum"].fmeasure)
     return {
-        **{
-            name: round(100 * statistics.fmean(values), 2) if values else None
-            for name, values in scores.items()
-        },
-        "n": n,
-        "ms_per_article": round(statistics.median(timings), 2) if timings else None,
+        **{name: round(100 * statistics.fmean(values), 2) for name, values in scores.items()},
+        "n": len(pairs),
+        "ms_per_article": round(statistics.median(timings), 2),
     }
