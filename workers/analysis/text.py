@@ -21,12 +21,6 @@ _DROPPED_CHARS = frozenset("\u200b\u200c\u200d\u2060\ufeff\u00ad") | frozenset(
 )
 _DROPPED_PATTERN = re.compile("[" + re.escape("".join(sorted(_DROPPED_CHARS))) + "]")
 
-# One way to split each part: with "\s*/?\s*" on both sides of optional pieces, a "<" followed by a long
-# run of spaces backtracked quadratically.
-_LOOKS_LIKE_HTML = re.compile(
-    r"<\s*(?:/\s*)?[a-zA-Z][a-zA-Z0-9]*(?:\s[^<>]*)?/?>|&(?:#\d+|#x[0-9a-fA-F]+|[a-zA-Z]+);"
-)
-
 # Elements whose content is never article text.
 _SKIPPED_ELEMENTS = frozenset(
     [
@@ -85,6 +79,79 @@ _BLOCK_ELEMENTS = frozenset(
         "address",
         "center",
     ]
+)
+# Other elements an article's markup uses; a tag-like run of any other name is text (see below).
+_INLINE_ELEMENTS = frozenset(
+    [
+        "html",
+        "head",
+        "body",
+        "meta",
+        "link",
+        "base",
+        "a",
+        "abbr",
+        "b",
+        "bdi",
+        "bdo",
+        "big",
+        "cite",
+        "code",
+        "data",
+        "del",
+        "dfn",
+        "em",
+        "font",
+        "i",
+        "img",
+        "ins",
+        "kbd",
+        "label",
+        "mark",
+        "picture",
+        "q",
+        "s",
+        "samp",
+        "small",
+        "source",
+        "span",
+        "strike",
+        "strong",
+        "sub",
+        "sup",
+        "time",
+        "tt",
+        "u",
+        "var",
+        "video",
+        "audio",
+        "track",
+        "wbr",
+        "caption",
+        "col",
+        "colgroup",
+        "tfoot",
+        "details",
+        "summary",
+        "fieldset",
+        "legend",
+        "input",
+        "option",
+        "textarea",
+    ]
+)
+_HTML_ELEMENTS = _SKIPPED_ELEMENTS | _BLOCK_ELEMENTS | _INLINE_ELEMENTS
+_ELEMENT_NAMES = "|".join(sorted(_HTML_ELEMENTS, key=lambda name: (-len(name), name)))
+# Whether a text is HTML. Wire copy puts company names and tickers in angle brackets ("<Guinness Plc>",
+# "<P>" for Phillips Petroleum, "<DD.N>"), so a tag-like run is evidence only when it is surely markup: a
+# closing tag, a lower-case tag, a tag with attributes, a comment or doctype, or a character reference.
+# Each branch is linear: `[^<>]*` stops at the next bracket, so no "<" is scanned past twice.
+_LOOKS_LIKE_HTML = re.compile(
+    rf"</(?i:{_ELEMENT_NAMES})\s*>"
+    rf"|<(?:{_ELEMENT_NAMES})(?:\s[^<>]*)?/?>"
+    rf"|<(?i:{_ELEMENT_NAMES})\s[^<>]*=[^<>]*>"
+    r"|<!--|(?i:<!doctype\s)"
+    r"|&(?:#\d+|#x[0-9a-fA-F]+|[a-zA-Z]+);"
 )
 # Markup whose paragraphs come from its block elements: a line break in its text is only a space.
 _HAS_BLOCKS = re.compile(r"<\s*(?:" + "|".join(sorted(_BLOCK_ELEMENTS, reverse=True)) + r")\b", re.IGNORECASE)
@@ -378,14 +445,27 @@ class _MarkupStripper(HTMLParser):
             self.builder.replace("\n", offset, offset)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _SKIPPED_ELEMENTS:
+        if tag not in _HTML_ELEMENTS:
+            self._keep_wire_code()
+        elif tag in _SKIPPED_ELEMENTS:
             self.skip_depth += 1
         elif tag in _BLOCK_ELEMENTS:
             self._break()
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _BLOCK_ELEMENTS:
+        if tag not in _HTML_ELEMENTS:
+            self._keep_wire_code()
+        elif tag in _BLOCK_ELEMENTS:
             self._break()
+
+    def _keep_wire_code(self) -> None:
+        """Keep "<Guinness Plc>" or "<AAPL.O>" as text: no element's name, and written in capitals, it is
+        a wire service's company or ticker code, not markup (a lower-case unknown tag stays markup)."""
+        raw = self.get_starttag_text() or ""
+        if self.skip_depth or not raw[1:2].isupper():
+            return
+        start = self._offset()
+        self.builder.keep(self.source, start, start + len(raw))
 
     def handle_endtag(self, tag: str) -> None:
         if tag in _SKIPPED_ELEMENTS:
@@ -457,7 +537,8 @@ def _split_sentences(doc: Document) -> list[Sentence]:
 
 
 def _merge_false_breaks(line: str, offsets: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Join blingfire pieces split after a title ("Mr.") or before a lower-case continuation."""
+    """Join blingfire pieces split after a title ("Mr."), before a lower-case continuation, or inside a
+    wire code in angle brackets ("purchased <W.J. Damico Inc>")."""
     merged: list[tuple[int, int]] = []
     for start, end in offsets:
         if merged:
@@ -465,7 +546,12 @@ def _merge_false_breaks(line: str, offsets: list[tuple[int, int]]) -> list[tuple
             previous = line[previous_start:previous_end].rstrip()
             last_word = previous.rsplit(None, 1)[-1].rstrip(".").lower() if previous else ""
             following = line[start:end].lstrip()
-            if (previous.endswith(".") and last_word in _TITLE_ABBREVIATIONS) or following[:1].islower():
+            inside_code = previous.rfind("<") > previous.rfind(">") and ">" in following
+            if (
+                (previous.endswith(".") and last_word in _TITLE_ABBREVIATIONS)
+                or following[:1].islower()
+                or inside_code
+            ):
                 merged[-1] = (previous_start, end)
                 continue
         merged.append((start, end))

@@ -183,3 +183,34 @@ def test_plain_text_with_an_entity_keeps_its_line_breaks() -> None:
         prepare("First paragraph of AT&amp;T.\nSecond paragraph.").clean
         == "First paragraph of AT&T.\nSecond paragraph."
     )
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        "<Morgan Grenfell Group Plc> said its 1986 profits fell, citing its holding in <Guinness Plc>.",
+        "Phillips Petroleum Co <P> first quarter results\n\nPhillips said profits rose 12 pct.",
+        "Shares of Apple Inc <AAPL.O> and DuPont <DD.N> rose.\nA second paragraph.",
+        "Line one<BR>line two, as typed.",
+    ],
+)
+def test_wire_codes_in_angle_brackets_are_text_not_markup(wire: str) -> None:
+    # Wire copy names companies and tickers in angle brackets; none of them is an HTML element in use.
+    assert prepare(wire).clean == wire
+
+
+def test_wire_codes_inside_real_markup_are_kept() -> None:
+    doc = prepare(
+        "<p>Morgan <Morgan Grenfell Group Plc> and <AAPL.O> rose.</p><p>Next <my-widget>x</my-widget>.</p>"
+    )
+    assert doc.clean == "Morgan <Morgan Grenfell Group Plc> and <AAPL.O> rose.\nNext x.\n"
+    first = doc.sentences[0]
+    assert doc.original[first.start : first.end] == "Morgan <Morgan Grenfell Group Plc> and <AAPL.O> rose."
+
+
+def test_a_sentence_is_not_split_inside_a_wire_code() -> None:
+    text = "Bear Stearns and Co <BSC> has purchased <W.J. Damico Inc>, a specialist unit. It said so."
+    assert [s.text for s in prepare(text).sentences] == [
+        "Bear Stearns and Co <BSC> has purchased <W.J. Damico Inc>, a specialist unit.",
+        "It said so.",
+    ]
