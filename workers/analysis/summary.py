@@ -183,7 +183,9 @@ def summarize(text: str | Document, *, sentences: int | None = None, ratio: floa
     sentences, because news puts the essentials first; near-repeats of a chosen sentence are skipped.
     """
     doc = text if isinstance(text, Document) else prepare(text)
-    body = list(doc.body_sentences)
+    # A text of nothing but headline-like lines (no closing punctuation: a one-line flash, a list of
+    # bullet points) is summarised from those lines rather than not at all.
+    body = list(doc.body_sentences) or list(doc.sentences)
     if not body:
         return Summary(())
     wanted = _wanted_count(len(body), sentences, ratio)
@@ -198,8 +200,9 @@ def summarize(text: str | Document, *, sentences: int | None = None, ratio: floa
         scores[index] = _CENTRALITY_WEIGHT * _cosine(vectors[index], centroid, centroid_norm) + (
             1 - _CENTRALITY_WEIGHT
         ) * _position_prior(rank)
-    # Candidates best first; the other sentences only when more are asked for than there are candidates.
-    others = sorted(set(range(len(body))) - set(candidates))
+    # Candidates best first; the other sentences only when more are asked for than there are candidates,
+    # not to stand in for candidates skipped as near-repeats ("Scroll down for video.", "REUTER").
+    others = sorted(set(range(len(body))) - set(candidates)) if len(candidates) < wanted else []
     ranking = sorted(candidates, key=lambda i: -scores[i]) + others
     chosen: list[int] = []
     for index in ranking:

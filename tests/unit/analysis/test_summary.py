@@ -89,3 +89,26 @@ def test_captions_teasers_and_questions_are_passed_over() -> None:
     assert not any("(pictured)" in s or s.startswith("Packed buses:") or s.endswith("?") for s in chosen)
     # Asked for every sentence, the passed-over ones still come, in order.
     assert len(summarize(text, sentences=7).sentences) == 7
+
+
+def test_near_repeats_leave_the_summary_short_rather_than_filled_with_fragments() -> None:
+    lead = "Russia expelled ten American diplomats on Monday in a sharp escalation of the dispute with Washington."
+    text = (
+        f"{lead} The foreign ministry said the diplomats had forty-eight hours to leave the country. "
+        f"{lead[:-1]}, officials said. Scroll down for video."
+    )
+    chosen = [sentence.text for sentence in summarize(text, sentences=3).sentences]
+    assert chosen == [
+        lead,
+        "The foreign ministry said the diplomats had forty-eight hours to leave the country.",
+    ]
+
+
+def test_a_text_of_headline_like_lines_is_summarised_from_them() -> None:
+    flash = "Russia blocks UN resolution on Sudan ceasefire after marathon talks in New York"
+    assert summarize(flash).text == flash
+    bullets = "- The United States pledged an extra $5bn in aid\n- Russia walked out of the talks\n"
+    assert [s.text for s in summarize(bullets, sentences=2).sentences] == [
+        "- The United States pledged an extra $5bn in aid",
+        "- Russia walked out of the talks",
+    ]
