@@ -47,6 +47,15 @@ def scorer() -> LexiconScorer:
         ),
         ("She flew from Latin America to read the Washington Post.", {}),
         ("LET US GO NOW, THEY SAID LOUDLY.", {}),
+        ("Please CALL US with your tips, or JOIN US on Sunday.", {}),
+        ("Denzel Washington was seen with the Washington Commanders in Seattle, Washington.", {}),
+        ("Ivanka Trump opened a Trump Tower; Banc of America and America Online paid.", {}),
+        ("Trump said Rubio would raise it with the UN.", {"us": ["Trump", "Rubio"], "un": ["UN"]}),
+        (
+            "The Soviet Union and Gorbachev, unlike post-Soviet Georgia, backed Soviet troops.",
+            {"russia": ["Soviet Union", "Gorbachev", "Soviet"]},
+        ),
+        ("Former Soviet republics and Soviet-era buildings.", {}),
         ("The unclear union of states.", {}),
     ],
 )

@@ -92,7 +92,7 @@ def test_captions_teasers_and_questions_are_passed_over() -> None:
 
 
 def test_near_repeats_leave_the_summary_short_rather_than_filled_with_fragments() -> None:
-    lead = "Russia expelled ten American diplomats on Monday in a sharp escalation of the dispute with Washington."
+    lead = "Russia expelled ten American diplomats on Monday, a sharp escalation of its row with Washington."
     text = (
         f"{lead} The foreign ministry said the diplomats had forty-eight hours to leave the country. "
         f"{lead[:-1]}, officials said. Scroll down for video."
