@@ -17,8 +17,9 @@ import re
 from dataclasses import dataclass
 
 # Verbs that attribute a statement or an attitude to their subject.
+# Not "states", a noun far more often than a verb ("in 34 U.S. states").
 _CUES = (
-    "said|says|say|told|tells|added|adds|stated|states|wrote|writes|tweeted|declared|announced|"
+    "said|says|say|told|tells|added|adds|stated|wrote|writes|tweeted|declared|announced|"
     "warned|warns|urged|urges|accused|accuses|condemned|condemns|criticised|criticized|criticises|"
     "criticizes|denounced|denounces|praised|praises|welcomed|welcomes|hailed|hails|lauded|lauds|"
     "slammed|slams|blasted|blasts|rejected|rejects|dismissed|dismisses|demanded|demands|called|calls|"
@@ -26,6 +27,103 @@ _CUES = (
     "threatened|threatens|cautioned|cautions|complained|complains|stressed|stresses|accepted"
 )
 _CUE = re.compile(rf"\b(?:{_CUES})\b")
+# The verbs whose speaker may follow them ('"...," said Vasily Nebenzia'); after "called" or "accused"
+# the words are its object ("a measure, called the Farm Act").
+_SPEECH_VERBS = frozenset(
+    [
+        "said",
+        "says",
+        "told",
+        "added",
+        "wrote",
+        "writes",
+        "tweeted",
+        "declared",
+        "announced",
+        "warned",
+        "insisted",
+        "stressed",
+        "noted",
+        "argued",
+        "claimed",
+        "cautioned",
+        "complained",
+    ]
+)
+_CLOSING_QUOTES = "\"”’'"
+# A name run right after one of these is a place or an object, not the verb's subject: "Diplomats in
+# Washington said", "concern about trade with South Korea and Taiwan and said".
+_NOT_BEFORE_SUBJECT = frozenset(
+    [
+        "in",
+        "at",
+        "from",
+        "near",
+        "with",
+        "about",
+        "to",
+        "into",
+        "across",
+        "inside",
+        "outside",
+        "between",
+        "among",
+        "against",
+        "over",
+        "under",
+        "than",
+        "like",
+        "via",
+        "who",
+    ]
+)
+# Capitalised at the start of a sentence without being a name: "Following claims that ...".
+_NOT_NAMES = frozenset(
+    [
+        "Following",
+        "After",
+        "Before",
+        "Despite",
+        "Amid",
+        "Among",
+        "Under",
+        "Over",
+        "With",
+        "Without",
+        "While",
+        "When",
+        "Whenever",
+        "If",
+        "As",
+        "But",
+        "And",
+        "Yet",
+        "So",
+        "Also",
+        "However",
+        "Meanwhile",
+        "In",
+        "On",
+        "At",
+        "For",
+        "From",
+        "By",
+        "To",
+        "Of",
+        "Since",
+        "Until",
+        "Although",
+        "Though",
+        "Because",
+        "Asked",
+        "Speaking",
+        "Earlier",
+        "Later",
+        "Separately",
+        "Still",
+        "Instead",
+    ]
+)
 _ACCORDING_TO = re.compile(r"\baccording to\s+")
 # What may stand between a subject and its verb: "Moscow on Saturday condemned", "Lavrov has said".
 # Each phrase must follow at least one separator, so a run of phrases or spaces splits only one way:
@@ -72,6 +170,27 @@ _INNER = frozenset(
         "media",
         "agency",
         "news",
+        "lawyer",
+        "analyst",
+        "economist",
+        "diplomat",
+        "representative",
+        "adviser",
+        "advisor",
+        "commander",
+        "senator",
+        "governor",
+        "mayor",
+        "chairman",
+        "chairwoman",
+        "director",
+        "executive",
+        "head",
+        "deputy",
+        "prime",
+        "correspondent",
+        "expert",
+        "professor",
     }
 )
 _LEADING_FILLER = frozenset({"of", "the", "for", "and", "on", "de"})
@@ -94,11 +213,7 @@ def find_holder(sentence: str) -> Holder | None:
     # A verb's holder lies between the verb before it and its own end, so the first verb that has one
     # gives the earliest; the later verbs of a long sentence need not be looked at.
     by_verb = next(
-        (
-            h
-            for cue in _CUE.finditer(sentence)
-            if (h := _subject_before(sentence, cue) or _speaker_after(sentence, cue))
-        ),
+        (h for cue in _CUE.finditer(sentence) if (h := _verb_holder(sentence, cue))),
         None,
     )
     by_according = next(
@@ -113,6 +228,14 @@ def find_holder(sentence: str) -> Holder | None:
     return min(found, key=lambda h: h.start) if found else None
 
 
+def _verb_holder(sentence: str, cue: re.Match[str]) -> Holder | None:
+    """The subject before the verb or, after a quotation, only the speaker after it: the words just before
+    '," said' are the quotation's, not a subject ('"... against Russia," said one diplomat')."""
+    if sentence[max(0, cue.start() - _LOOKBACK) : cue.start()].rstrip().endswith(tuple(_CLOSING_QUOTES)):
+        return _speaker_after(sentence, cue)
+    return _subject_before(sentence, cue) or _speaker_after(sentence, cue)
+
+
 def _subject_before(sentence: str, cue: re.Match[str]) -> Holder | None:
     window = max(0, cue.start() - _LOOKBACK)
     between = _ADVERBIAL.search(sentence, window, cue.start())  # `$` is the cue's start
@@ -120,10 +243,14 @@ def _subject_before(sentence: str, cue: re.Match[str]) -> Holder | None:
     words = list(_WORD.finditer(sentence, window, end))
     run: list[re.Match[str]] = []
     for word in reversed(words):
-        if len(run) == _MAX_HOLDER_WORDS or not _is_name_word(word.group()):
-            break
         if run and sentence[word.end() : run[-1].start()].strip():
             break  # punctuation between the words ends the name
+        if len(run) == _MAX_HOLDER_WORDS:
+            break
+        if not _is_name_word(word.group()):
+            if word.group() in _NOT_BEFORE_SUBJECT:
+                return None
+            break
         run.append(word)
     run.reverse()
     return _holder(sentence, run, cue.group())
@@ -132,9 +259,14 @@ def _subject_before(sentence: str, cue: re.Match[str]) -> Holder | None:
 def _speaker_after(sentence: str, cue: re.Match[str]) -> Holder | None:
     """'"...," said Vasily Nebenzia' — only right after a quotation or a comma, where speakers go."""
     before = sentence[max(0, cue.start() - _LOOKBACK) : cue.start()].rstrip()
-    if not before or before[-1] not in ",\"”’'":
+    if cue.group() not in _SPEECH_VERBS or not before or before[-1] not in "," + _CLOSING_QUOTES:
         return None
-    return _name_run_forward(sentence, cue.end(), cue.group())
+    speaker = _name_run_forward(sentence, cue.end(), cue.group())
+    # The speaker closes the clause ("said Vasily Nebenzia, Russia's envoy."); ', said Russia must pay'
+    # has the verb's object there instead.
+    if speaker is None or sentence[speaker.end :].lstrip()[:1] not in ",.;:!?)" + _CLOSING_QUOTES:
+        return None
+    return speaker
 
 
 def _name_run_forward(sentence: str, position: int, cue: str) -> Holder | None:
@@ -152,7 +284,7 @@ def _is_name_word(word: str) -> bool:
 
 
 def _holder(sentence: str, run: list[re.Match[str]], cue: str) -> Holder | None:
-    while run and run[0].group() in _LEADING_FILLER:
+    while run and (run[0].group() in _LEADING_FILLER or run[0].group() in _NOT_NAMES):
         run = run[1:]
     while run and run[-1].group().lower() in _LEADING_FILLER:
         run = run[:-1]

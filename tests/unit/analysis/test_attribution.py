@@ -34,6 +34,13 @@ from workers.analysis.attribution import find_holder
             "U.S. Secretary of State Antony Blinken",
             "told",
         ),
+        ('"You cannot sue the Russian government," said Eric Kraus.', "Eric Kraus", "said"),
+        (
+            "Russia is a bad partner, said Moscow-based US lawyer Jamie Firestone.",
+            "Moscow-based US lawyer Jamie Firestone",
+            "said",
+        ),
+        ("Following claims that US forces were involved, the UN said nothing.", "UN", "said"),
     ],
 )
 def test_holder_is_named_with_its_offsets(sentence: str, holder: str, cue: str) -> None:
@@ -50,6 +57,15 @@ def test_holder_is_named_with_its_offsets(sentence: str, holder: str, cue: str) 
         "Sales in Russia rose by five percent last year.",
         "The Security Council will vote on the resolution next week.",
         "",
+        # A place or an object before the verb is not its subject.
+        "Diplomats in Washington said the Kremlin had violated the ceasefire.",
+        "Zelensky, who met Putin in Istanbul, said Russia must pay.",
+        "Malcolm Baldrige voiced concern about trade with South Korea and Taiwan and said it must end.",
+        # The words before '," said' are the quotation's.
+        '"The sanctions are a crime against Russia," said one European diplomat.',
+        # Nouns, not verbs; and what follows "called" is its object.
+        "There are programs in 34 U.S. states that help.",
+        "The reform, called the Foreign Agricultural Investment Reform (FAIR) Act, passed.",
     ],
 )
 def test_no_holder_when_none_is_named(sentence: str) -> None:
