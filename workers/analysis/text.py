@@ -173,6 +173,7 @@ _BOILERPLATE_LINE = re.compile(
       | follow\s+us\s+on\s*
         (?:facebook|twitter|x|instagram|telegram|google\s+news|whatsapp|youtube)?\s*[.!]?\s*$
       | advertisement\b.{0,40}$
+      | reuters?\s*$
       | story\s+continues\s+below
       | (?:copyright\s*)?©.*$
       | all\s+rights\s+reserved
@@ -191,6 +192,8 @@ _CAPTION_LINE = re.compile(
     r"|\b(?:photo|image)\s*:\s*(?:AP|AFP|Reuters|Getty|EPA|Xinhua)\b[^.]{0,40})\s*$",
     re.IGNORECASE,
 )
+# A wire service's sign-off after the last sentence of a line ("... 243 mln stg. REUTER"): only it goes.
+_SIGN_OFF = re.compile(r"(?<=[.!?\"”’)])\s+(?:REUTER|Reuter)\s*$")
 # Prefixes that scrapers and outlets glue onto a real line; only the prefix goes.
 _BOILERPLATE_PREFIX = re.compile(r"^\s*(?:date\s+\d{4}-\d{2}-\d{2}\s*|follow\s+us\s+on\s+)+", re.IGNORECASE)
 # "Image Source : AGENCY/FILE caption..." after a prefix: the rest of the line is a caption.
@@ -387,18 +390,22 @@ def _drop_boilerplate(text: str, starts: list[int], ends: list[int]) -> tuple[st
             and (_BOILERPLATE_LINE.match(rest) or _CAPTION_LINE.search(rest))
         ):
             cut = len(body)
-        kept_part = line[cut:]
-        base = line_start + cut
-        if _DROPPED_PATTERN.search(kept_part) is None:  # the common case: copy the line's spans whole
-            kept.append(kept_part)
-            kept_starts.extend(starts[base : base + len(kept_part)])
-            kept_ends.extend(ends[base : base + len(kept_part)])
-            continue
-        for offset, char in enumerate(kept_part):
-            if char not in _DROPPED_CHARS:
-                kept.append(char)
-                kept_starts.append(starts[base + offset])
-                kept_ends.append(ends[base + offset])
+        sign_off = _SIGN_OFF.search(body, cut)
+        end = sign_off.start() if sign_off else len(body)
+        for base, kept_part in (
+            (line_start + cut, line[cut:end]),
+            (line_start + len(body), line[len(body) :]),
+        ):
+            if _DROPPED_PATTERN.search(kept_part) is None:  # the common case: copy the spans whole
+                kept.append(kept_part)
+                kept_starts.extend(starts[base : base + len(kept_part)])
+                kept_ends.extend(ends[base : base + len(kept_part)])
+                continue
+            for offset, char in enumerate(kept_part):
+                if char not in _DROPPED_CHARS:
+                    kept.append(char)
+                    kept_starts.append(starts[base + offset])
+                    kept_ends.append(ends[base + offset])
     return "".join(kept), kept_starts, kept_ends
 
 

@@ -214,3 +214,21 @@ def test_a_sentence_is_not_split_inside_a_wire_code() -> None:
         "Bear Stearns and Co <BSC> has purchased <W.J. Damico Inc>, a specialist unit.",
         "It said so.",
     ]
+
+
+@pytest.mark.parametrize(
+    ("wire", "clean"),
+    [
+        (
+            "The bank gave 243 mln stg in assistance today. REUTER\n",
+            "The bank gave 243 mln stg in assistance today.\n",
+        ),
+        ("It said profits rose.\n REUTER\n", "It said profits rose.\n\n"),
+        ("A Reuter correspondent said so.", "A Reuter correspondent said so."),  # not a sign-off
+    ],
+)
+def test_a_wire_sign_off_is_dropped(wire: str, clean: str) -> None:
+    doc = prepare(wire)
+    assert doc.clean == clean
+    for sentence in doc.sentences:
+        assert wire[sentence.start : sentence.end] == sentence.text
