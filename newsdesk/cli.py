@@ -378,8 +378,8 @@ def submit(
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 def evaluate(data_dir: Path, only: str, per_kind: int, as_json: bool) -> None:
     """Measure every analysis on public evaluation data, as the workers run them."""
-    from newsdesk.evaluation.records import DataError  # noqa: PLC0415
     from newsdesk.evaluation.report import PARTS, format_table, run_evaluation  # noqa: PLC0415
+    from newsdesk.jsonl import RecordError  # noqa: PLC0415
     from workers.pipeline import load_scorer  # noqa: PLC0415
 
     parts = [part.strip() for part in only.split(",") if part.strip()]
@@ -400,7 +400,7 @@ def evaluate(data_dir: Path, only: str, per_kind: int, as_json: bool) -> None:
             settings=settings,
             progress=lambda step: click.echo(f"... {step}", err=True),
         )
-    except DataError as bad:
+    except RecordError as bad:
         raise click.ClickException(str(bad)) from bad
     except ModuleNotFoundError as missing:
         if missing.name != "rouge_score":

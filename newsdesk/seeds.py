@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from newsdesk.jsonl import RecordError, read_records, required
 from newsdesk.store import Seed, Store
 from workers.analysis.duplicates import sketch
 
@@ -24,22 +24,17 @@ def read_seeds(path: Path) -> Iterator[Seed]:
                 raise SeedFileError(f"{file}: not UTF-8 text ({error.reason})") from error
             yield Seed(id=file.stem, text=text)
         return
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                yield Seed(
-                    id=str(record["id"]),
-                    text=record["text"],
-                    title=record.get("title"),
-                    source=record.get("source"),
-                )
-            except (ValueError, KeyError, TypeError) as error:
-                raise SeedFileError(
-                    f"{path}:{number}: expected a JSON object with 'id' and 'text'"
-                ) from error
+    try:
+        for number, record in read_records(path):
+            where = f"{path}:{number}"
+            yield Seed(
+                id=str(required(record, "id", (str, int), where)),
+                text=required(record, "text", str, where),
+                title=record.get("title"),
+                source=record.get("source"),
+            )
+    except RecordError as error:
+        raise SeedFileError(str(error)) from error
 
 
 def add_seeds(store: Store, seeds: Iterable[Seed]) -> tuple[int, int]:

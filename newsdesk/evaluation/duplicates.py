@@ -40,7 +40,8 @@ from typing import Any, Literal
 import blingfire
 import numpy as np
 
-from newsdesk.evaluation.records import NoExamples, read_records, required
+from newsdesk.evaluation.records import NoExamples
+from newsdesk.jsonl import read_records, required
 from workers.analysis import duplicates
 from workers.analysis.duplicates import DuplicateThresholds, SeedIndex
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from newsdesk.evaluation.records import read_records, required
 from newsdesk.evaluation.stance import score
+from newsdesk.jsonl import read_records, required
 from workers.analysis.stance import LABELS, SentenceScorer, TargetedSentence
 from workers.analysis.text import prepare
 

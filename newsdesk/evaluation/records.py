@@ -1,58 +1,9 @@
-"""Reading the evaluation's JSONL files, with errors that name the file, the line and what is wrong.
-
-A malformed line must stop the evaluation (figures over part of a file would be wrong without saying
-so), but with one line a person can act on, not a traceback from deep inside a reader.
-"""
+"""What the evaluation reads: JSONL records (newsdesk.jsonl), and the files with nothing to score."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+from newsdesk.jsonl import RecordError
 
 
-class DataError(ValueError):
-    """An evaluation file that cannot be read as its format says; the message starts `path:line:`."""
-
-
-class NoExamples(DataError):
+class NoExamples(RecordError):
     """A file that is well formed but holds nothing to score: the evaluation skips it and says so."""
-
-
-def read_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, JSON object) for each non-blank line of a UTF-8 JSONL file."""
-    number = 0
-    try:
-        with path.open(encoding="utf-8") as lines:
-            for number, line in enumerate(lines, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise DataError(
-                        f"{path}:{number}: not JSON ({error.msg}, column {error.colno})"
-                    ) from error
-                if not isinstance(record, dict):
-                    raise DataError(
-                        f"{path}:{number}: a JSON object was expected, not {type(record).__name__}"
-                    )
-                yield number, record
-    except UnicodeDecodeError as error:
-        raise DataError(
-            f"{path}:{number + 1}: not UTF-8 (invalid byte 0x{error.object[error.start]:02x})"
-        ) from error
-
-
-def required(record: dict[str, Any], name: str, kind: type | tuple[type, ...], where: str) -> Any:
-    """record[name], which must be there and of `kind`; `where` is the `path:line` of the record."""
-    if name not in record:
-        raise DataError(f'{where}: missing field "{name}"')
-    value = record[name]
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    # bool is an int in Python, but never a valid offset or score here.
-    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-        expected = " or ".join(k.__name__ for k in kinds)
-        raise DataError(f'{where}: field "{name}" must be {expected}, not {type(value).__name__}')
-    return value

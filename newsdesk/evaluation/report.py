@@ -59,7 +59,7 @@ def run_evaluation(
     duplicate precision and recall as fractions (as the issue states their targets).
 
     The analyses run with the workers' settings (`settings`: summary length, duplicate thresholds).
-    A file that cannot be read raises DataError; one with nothing to score is skipped and named.
+    A file that cannot be read raises RecordError; one with nothing to score is skipped and named.
     """
     run = _Run(data_dir, scorer, settings or Settings(), progress)
     if "stance" in parts:

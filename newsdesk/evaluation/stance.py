@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from newsdesk.evaluation.records import DataError, NoExamples, read_records, required
+from newsdesk.evaluation.records import NoExamples
+from newsdesk.jsonl import RecordError, read_records, required
 from workers.analysis.stance import LABELS, SentenceScorer, TargetedSentence
 
 # NewsMTSC codes polarity on a 1-7 scale collapsed to three values.
@@ -22,7 +23,7 @@ _DRAW_BLOCK = 200
 def read_newsmtsc(path: Path) -> tuple[list[TargetedSentence], npt.NDArray[np.int64]]:
     """Every target of every sentence as one example, with its label index into LABELS.
 
-    A target whose offsets fall outside its sentence, or do not spell its `mention`, is a DataError:
+    A target whose offsets fall outside its sentence, or do not spell its `mention`, is a RecordError:
     scored anyway it would judge some other stretch of the sentence.
     """
     items: list[TargetedSentence] = []
@@ -32,20 +33,20 @@ def read_newsmtsc(path: Path) -> tuple[list[TargetedSentence], npt.NDArray[np.in
         text = required(record, "sentence_normalized", str, where)
         for target in required(record, "targets", list, where):
             if not isinstance(target, dict):
-                raise DataError(f"{where}: each target must be an object")
+                raise RecordError(f"{where}: each target must be an object")
             start, end = (required(target, key, int, where) for key in ("from", "to"))
             if not 0 <= start < end <= len(text):
-                raise DataError(
+                raise RecordError(
                     f"{where}: target offsets {start}-{end} are outside the sentence ({len(text)} chars)"
                 )
             mention = target.get("mention")
             if mention is not None and text[start:end] != mention:
-                raise DataError(
+                raise RecordError(
                     f"{where}: the sentence has {text[start:end]!r} at {start}-{end}, not {mention!r}"
                 )
             polarity = required(target, "polarity", (int, float), where)
             if float(polarity) not in POLARITY_TO_LABEL:
-                raise DataError(f"{where}: polarity {polarity} is none of 2.0, 4.0, 6.0")
+                raise RecordError(f"{where}: polarity {polarity} is none of 2.0, 4.0, 6.0")
             items.append(TargetedSentence(text=text, start=start, end=end))
             labels.append(POLARITY_TO_LABEL[float(polarity)])
     return items, np.asarray(labels, dtype=np.int64)

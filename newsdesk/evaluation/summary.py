@@ -8,7 +8,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from newsdesk.evaluation.records import DataError, NoExamples, read_records, required
+from newsdesk.evaluation.records import NoExamples
+from newsdesk.jsonl import RecordError, read_records, required
 from workers.analysis.summary import DEFAULT_SENTENCES, summarize
 
 Summarizer = Callable[[str], Sequence[str]]
@@ -52,7 +53,7 @@ def read_pairs(path: Path) -> list[tuple[str, str]]:
         reference = required(record, "reference", (str, list), where)
         if isinstance(reference, list):
             if not all(isinstance(sentence, str) for sentence in reference):
-                raise DataError(f'{where}: field "reference" must be a string or a list of strings')
+                raise RecordError(f'{where}: field "reference" must be a string or a list of strings')
             reference = "\n".join(reference)
         pairs.append((text, reference))
     return pairs
