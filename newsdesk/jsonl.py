@@ -18,27 +18,26 @@ class RecordError(ValueError):
 
 def read_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, JSON object) for each non-blank line of a UTF-8 JSONL file."""
-    number = 0
-    try:
-        with path.open(encoding="utf-8") as lines:
-            for number, line in enumerate(lines, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise RecordError(
-                        f"{path}:{number}: not JSON ({error.msg}, column {error.colno})"
-                    ) from error
-                if not isinstance(record, dict):
-                    raise RecordError(
-                        f"{path}:{number}: a JSON object was expected, not {type(record).__name__}"
-                    )
-                yield number, record
-    except UnicodeDecodeError as error:
-        raise RecordError(
-            f"{path}:{number + 1}: not UTF-8 (invalid byte 0x{error.object[error.start]:02x})"
-        ) from error
+    # Read as bytes and decoded line by line: a text stream decodes ahead in chunks, so its error would
+    # name the wrong line.
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                byte = error.object[error.start]
+                raise RecordError(f"{path}:{number}: not UTF-8 (invalid byte 0x{byte:02x})") from error
+            if number == 1:
+                line = line.removeprefix("\ufeff")  # a byte-order mark some editors write
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise RecordError(f"{path}:{number}: not JSON ({error.msg}, column {error.colno})") from error
+            if not isinstance(record, dict):
+                raise RecordError(f"{path}:{number}: a JSON object was expected, not {type(record).__name__}")
+            yield number, record
 
 
 def required(record: dict[str, Any], name: str, kind: type | tuple[type, ...], where: str) -> Any:

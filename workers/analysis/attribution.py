@@ -77,6 +77,34 @@ _NOT_BEFORE_SUBJECT = frozenset(
         "who",
     ]
 )
+# Words that may follow a speaker named after the verb: a phrase of place, time or manner.
+_AFTER_SPEAKER = frozenset(
+    ["in", "at", "on", "during", "after", "before", "when", "while", "as", "from", "to"]
+)
+# Month and day names end a speaker's name run: "said Lavrov on Tuesday".
+_DATES = frozenset(
+    [
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ]
+)
 # Capitalised at the start of a sentence without being a name: "Following claims that ...".
 _NOT_NAMES = frozenset(
     [
@@ -262,9 +290,13 @@ def _speaker_after(sentence: str, cue: re.Match[str]) -> Holder | None:
     if cue.group() not in _SPEECH_VERBS or not before or before[-1] not in "," + _CLOSING_QUOTES:
         return None
     speaker = _name_run_forward(sentence, cue.end(), cue.group())
-    # The speaker closes the clause ("said Vasily Nebenzia, Russia's envoy."); ', said Russia must pay'
-    # has the verb's object there instead.
-    if speaker is None or sentence[speaker.end :].lstrip()[:1] not in ",.;:!?)" + _CLOSING_QUOTES:
+    if speaker is None:
+        return None
+    # The speaker closes the clause ("said Vasily Nebenzia, Russia's envoy.") or a phrase of place or time
+    # follows it ("said Lavrov in Moscow"); ', said Russia must pay' has the verb's clause there instead.
+    rest = sentence[speaker.end :].lstrip()
+    following = rest.split(None, 1)[0] if rest else ""
+    if rest[:1] not in ",.;:!?)" + _CLOSING_QUOTES and following not in _AFTER_SPEAKER:
         return None
     return speaker
 
@@ -274,6 +306,9 @@ def _name_run_forward(sentence: str, position: int, cue: str) -> Holder | None:
     for word in _WORD.finditer(sentence, position):
         gap = sentence[run[-1].end() if run else position : word.start()]
         if len(run) == _MAX_HOLDER_WORDS or gap.strip() or not _is_name_word(word.group()):
+            break
+        if word.group().rstrip(".,") in _DATES and run and run[-1].group() == "on":
+            run.pop()  # "Lavrov on Tuesday": the name ends before the date
             break
         run.append(word)
     return _holder(sentence, run, cue)

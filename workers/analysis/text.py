@@ -138,6 +138,16 @@ _INLINE_ELEMENTS = frozenset(
         "input",
         "option",
         "textarea",
+        "nobr",
+        "marquee",
+        "area",
+        "map",
+        "embed",
+        "param",
+        "menu",
+        "dialog",
+        "frame",
+        "frameset",
     ]
 )
 _HTML_ELEMENTS = _SKIPPED_ELEMENTS | _BLOCK_ELEMENTS | _INLINE_ELEMENTS
@@ -145,11 +155,12 @@ _ELEMENT_NAMES = "|".join(sorted(_HTML_ELEMENTS, key=lambda name: (-len(name), n
 # Whether a text is HTML. Wire copy puts company names and tickers in angle brackets ("<Guinness Plc>",
 # "<P>" for Phillips Petroleum, "<DD.N>"), so a tag-like run is evidence only when it is surely markup: a
 # closing tag, a lower-case tag, a tag with attributes, a comment or doctype, or a character reference.
-# Each branch is linear: `[^<>]*` stops at the next bracket, so no "<" is scanned past twice.
+# Each branch is linear: `[^<>]*` stops at the next bracket, and the attribute branch's first run cannot
+# hold "=", so it has one place to stop (with `[^<>]*=`, "<A " and 200,000 "=" took 47 s).
 _LOOKS_LIKE_HTML = re.compile(
     rf"</(?i:{_ELEMENT_NAMES})\s*>"
     rf"|<(?:{_ELEMENT_NAMES})(?:\s[^<>]*)?/?>"
-    rf"|<(?i:{_ELEMENT_NAMES})\s[^<>]*=[^<>]*>"
+    rf"|<(?i:{_ELEMENT_NAMES})\s[^<>=]*=[^<>]*>"
     r"|<!--|(?i:<!doctype\s)"
     r"|&(?:#\d+|#x[0-9a-fA-F]+|[a-zA-Z]+);"
 )
@@ -192,6 +203,8 @@ _CAPTION_LINE = re.compile(
     r"|\b(?:photo|image)\s*:\s*(?:AP|AFP|Reuters|Getty|EPA|Xinhua)\b[^.]{0,40})\s*$",
     re.IGNORECASE,
 )
+# The longest company name a wire code holds ("<Merrill Lynch Capital Markets Inc>"), with room to spare.
+_MAX_WIRE_CODE = 60
 # A wire service's sign-off after the last sentence of a line ("... 243 mln stg. REUTER"): only it goes.
 _SIGN_OFF = re.compile(r"(?<=[.!?\"”’)])\s+(?:REUTER|Reuter)\s*$")
 # Prefixes that scrapers and outlets glue onto a real line; only the prefix goes.
@@ -376,7 +389,7 @@ def _drop_boilerplate(text: str, starts: list[int], ends: list[int]) -> tuple[st
     for line in text.splitlines(keepends=True):
         line_start = position
         position += len(line)
-        body = line.rstrip("\r\n")
+        body = (line.splitlines() or [""])[0]  # without its separator, whichever it is (\n, \u2028, \x85)
         cut = 0
         prefix = _BOILERPLATE_PREFIX.match(body)
         if prefix:
@@ -469,10 +482,13 @@ class _MarkupStripper(HTMLParser):
         """Keep "<Guinness Plc>" or "<AAPL.O>" as text: no element's name, and written in capitals, it is
         a wire service's company or ticker code, not markup (a lower-case unknown tag stays markup)."""
         raw = self.get_starttag_text() or ""
-        if self.skip_depth or not raw[1:2].isupper():
+        name = raw[1:].split(None, 1)[0] if len(raw) > 1 else ""
+        if self.skip_depth or not name[:1].isupper() or ":" in name:  # <o:p>: Word's markup
             return
         start = self._offset()
-        self.builder.keep(self.source, start, start + len(raw))
+        end = start + len(raw)
+        text = self.source[start:end].translate(_BREAKS_TO_SPACES) if self.breaks_are_spaces else None
+        self.builder.keep(self.source, start, end, text)
 
     def handle_endtag(self, tag: str) -> None:
         if tag in _SKIPPED_ELEMENTS:
@@ -553,7 +569,7 @@ def _merge_false_breaks(line: str, offsets: list[tuple[int, int]]) -> list[tuple
             previous = line[previous_start:previous_end].rstrip()
             last_word = previous.rsplit(None, 1)[-1].rstrip(".").lower() if previous else ""
             following = line[start:end].lstrip()
-            inside_code = previous.rfind("<") > previous.rfind(">") and ">" in following
+            inside_code = _splits_a_wire_code(previous, following)
             if (
                 (previous.endswith(".") and last_word in _TITLE_ABBREVIATIONS)
                 or following[:1].islower()
@@ -563,6 +579,16 @@ def _merge_false_breaks(line: str, offsets: list[tuple[int, int]]) -> list[tuple
                 continue
         merged.append((start, end))
     return merged
+
+
+def _splits_a_wire_code(previous: str, following: str) -> bool:
+    """Whether a break falls inside "<W.J. Damico Inc>": an unclosed "<" right before a capital, closed
+    within a few words of the next piece ("was <2 pct. Growth beat it > expected" is no code)."""
+    opened = previous.rfind("<")
+    if opened <= previous.rfind(">") or not previous[opened + 1 : opened + 2].isupper():
+        return False
+    closed = following.find(">")
+    return closed >= 0 and "<" not in following[:closed] and len(previous) - opened + closed <= _MAX_WIRE_CODE
 
 
 def _is_heading(line: str) -> bool:

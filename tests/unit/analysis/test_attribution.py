@@ -41,6 +41,13 @@ from workers.analysis.attribution import find_holder
             "said",
         ),
         ("Following claims that US forces were involved, the UN said nothing.", "UN", "said"),
+        ('"We will fight," said Zelensky in a statement.', "Zelensky", "said"),
+        (
+            '"No," said Russian Foreign Minister Sergei Lavrov at a news conference.',
+            "Russian Foreign Minister Sergei Lavrov",
+            "said",
+        ),
+        ('"No," said Lavrov on Tuesday.', "Lavrov", "said"),
     ],
 )
 def test_holder_is_named_with_its_offsets(sentence: str, holder: str, cue: str) -> None:

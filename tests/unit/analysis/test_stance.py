@@ -56,6 +56,7 @@ def scorer() -> LexiconScorer:
             {"russia": ["Soviet Union", "Gorbachev", "Soviet"]},
         ),
         ("Former Soviet republics and Soviet-era buildings.", {}),
+        ("Trump card games and Trump Hotels; Fred Trump and Rubio's Restaurants.", {}),
         ("The unclear union of states.", {}),
     ],
 )

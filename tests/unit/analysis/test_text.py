@@ -124,6 +124,8 @@ def test_capitals_only_kicker_is_dropped() -> None:
         "<p>a</p>" + "<!--" * 49_000,  # comments never closed
         "<p>a</p>" + "<a" * 99_000,  # tags never closed
         "<p>a</p>" + "<?" * 49_000 + "</a" * 30_000,
+        "<A " + "=" * 199_000,  # an attribute-looking run: 47 s with `[^<>]*=` in the sniffing pattern
+        "<p " + "a=" * 99_000,
     ],
 )
 def test_hostile_markup_is_prepared_in_linear_time(hostile: str) -> None:
@@ -232,3 +234,25 @@ def test_a_wire_sign_off_is_dropped(wire: str, clean: str) -> None:
     assert doc.clean == clean
     for sentence in doc.sentences:
         assert wire[sentence.start : sentence.end] == sentence.text
+
+
+def test_a_wire_code_split_across_lines_in_markup_stays_one_code() -> None:
+    doc = prepare(
+        "<p>The firm bought <Guinness\nPlc> for 10 mln stg. It said so.</p><p>Word's <o:p></o:p>tag.</p>"
+    )
+    assert [s.text for s in doc.sentences] == [
+        "The firm bought <Guinness Plc> for 10 mln stg.",
+        "It said so.",
+        "Word's tag.",
+    ]
+
+
+def test_only_a_capitalised_code_keeps_a_sentence_from_splitting() -> None:
+    text = "Inflation was <2 percent. Growth beat the forecast > expected. Next sentence."
+    assert len(prepare(text).sentences) == 3
+
+
+def test_a_sign_off_before_a_unicode_line_separator_keeps_the_break() -> None:
+    assert prepare("Profits rose 5 pct. REUTER\u2028Next story here begins.").clean == (
+        "Profits rose 5 pct.\u2028Next story here begins."
+    )
