@@ -128,17 +128,17 @@ def _summary_part(run: _Run) -> None:
     summarizer, lead3 = service_summarizer(run.settings.summary_sentences), lead_summarizer(3)
     for path in files:
         run.progress(f"summary {path.name}")
+        tuned = SUMMARY_TUNED_ON.get(path.stem, 0)
         try:
-            figures = evaluate_summary(path, summarizer)
+            figures = evaluate_summary(path, summarizer, held_out_from=tuned)
         except NoExamples as empty:
             run.skipped.append(f"summary: {empty}")
             continue
-        figures["lead3"] = evaluate_summary(path, lead3)
-        tuned = SUMMARY_TUNED_ON.get(path.stem, 0)
-        if tuned and figures["n"] > tuned:
+        lead = evaluate_summary(path, lead3, held_out_from=tuned)
+        figures["lead3"] = {key: value for key, value in lead.items() if key != "held_out"}
+        if "held_out" in figures:
             figures["tuned_on_first"] = tuned
-            figures["held_out"] = evaluate_summary(path, summarizer, first=tuned)
-            figures["held_out"]["lead3"] = evaluate_summary(path, lead3, first=tuned)
+            figures["held_out"]["lead3"] = lead["held_out"]
         run.result["summary"][path.stem] = figures
         run.timing_texts += [t for t in read_texts(path) if TIMING_CHARS[0] <= len(t) <= TIMING_CHARS[1]]
 

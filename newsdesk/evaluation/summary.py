@@ -59,28 +59,43 @@ def read_pairs(path: Path) -> list[tuple[str, str]]:
     return pairs
 
 
-def evaluate_summary(path: Path, summarizer: Summarizer, *, first: int = 0) -> dict[str, Any]:
+def evaluate_summary(path: Path, summarizer: Summarizer, *, held_out_from: int = 0) -> dict[str, Any]:
     """ROUGE F1 (percent, Porter stemming; rougeL is the summary-level rougeLsum) on a JSONL file of
-    {"text", "reference"}, from its `first` article on (0-based), and the median milliseconds per article."""
+    {"text", "reference"}, and the median milliseconds per article. With `held_out_from`, the same
+    figures for the articles from that index on (0-based) under "held_out", from the same summaries."""
     from rouge_score import rouge_scorer  # noqa: PLC0415 - an evaluation-only dependency
 
-    pairs = read_pairs(path)[first:]
+    pairs = read_pairs(path)
     if not pairs:
-        raise NoExamples(f"{path}: no articles" + (f" after the first {first}" if first else ""))
+        raise NoExamples(f"{path}: no articles")
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeLsum"], use_stemmer=True)
-    scores: dict[str, list[float]] = {"rouge1": [], "rouge2": [], "rougeL": []}
-    timings: list[float] = []
+    rows: list[dict[str, float]] = []
     for text, reference in pairs:
         started = time.perf_counter()
         sentences = summarizer(text)
-        timings.append((time.perf_counter() - started) * 1000)
+        elapsed = (time.perf_counter() - started) * 1000
         # rougeLsum splits on newlines; references are one highlight per sentence.
         result = scorer.score(reference.replace(" . ", " .\n"), "\n".join(sentences))
-        scores["rouge1"].append(result["rouge1"].fmeasure)
-        scores["rouge2"].append(result["rouge2"].fmeasure)
-        scores["rougeL"].append(result["rougeLsum"].fmeasure)
+        rows.append(
+            {
+                "rouge1": result["rouge1"].fmeasure,
+                "rouge2": result["rouge2"].fmeasure,
+                "rougeL": result["rougeLsum"].fmeasure,
+                "ms": elapsed,
+            }
+        )
+    figures = _aggregate(rows)
+    if 0 < held_out_from < len(rows):
+        figures["held_out"] = _aggregate(rows[held_out_from:])
+    return figures
+
+
+def _aggregate(rows: Sequence[dict[str, float]]) -> dict[str, Any]:
     return {
-        **{name: round(100 * statistics.fmean(values), 2) for name, values in scores.items()},
-        "n": len(pairs),
-        "ms_per_article": round(statistics.median(timings), 2),
+        **{
+            name: round(100 * statistics.fmean(r[name] for r in rows), 2)
+            for name in ("rouge1", "rouge2", "rougeL")
+        },
+        "n": len(rows),
+        "ms_per_article": round(statistics.median(r["ms"] for r in rows), 2),
     }
