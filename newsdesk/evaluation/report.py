@@ -23,7 +23,7 @@ from newsdesk.evaluation import duplicates as duplicate_eval
 from newsdesk.evaluation.news_stance import evaluate_news_stance
 from newsdesk.evaluation.records import NoExamples
 from newsdesk.evaluation.stance import evaluate_stance
-from newsdesk.evaluation.summary import evaluate_summary, lead_summarizer, read_texts, service_summarizer
+from newsdesk.evaluation.summary import evaluate_summary, lead_summarizer, read_pairs, service_summarizer
 from newsdesk.settings import Settings
 from workers.analysis import duplicates
 from workers.analysis.stance import SentenceScorer, analyse_stance
@@ -128,19 +128,19 @@ def _summary_part(run: _Run) -> None:
     summarizer, lead3 = service_summarizer(run.settings.summary_sentences), lead_summarizer(3)
     for path in files:
         run.progress(f"summary {path.name}")
-        tuned = SUMMARY_TUNED_ON.get(path.stem, 0)
-        try:
-            figures = evaluate_summary(path, summarizer, held_out_from=tuned)
-        except NoExamples as empty:
-            run.skipped.append(f"summary: {empty}")
+        pairs = read_pairs(path)  # once: both summarizers and the timing use the same articles
+        if not pairs:
+            run.skipped.append(f"summary: {path}: no articles")
             continue
-        lead = evaluate_summary(path, lead3, held_out_from=tuned)
+        tuned = SUMMARY_TUNED_ON.get(path.stem, 0)
+        figures = evaluate_summary(pairs, summarizer, held_out_from=tuned)
+        lead = evaluate_summary(pairs, lead3, held_out_from=tuned)
         figures["lead3"] = {key: value for key, value in lead.items() if key != "held_out"}
         if "held_out" in figures:
             figures["tuned_on_first"] = tuned
             figures["held_out"]["lead3"] = lead["held_out"]
         run.result["summary"][path.stem] = figures
-        run.timing_texts += [t for t in read_texts(path) if TIMING_CHARS[0] <= len(t) <= TIMING_CHARS[1]]
+        run.timing_texts += [t for t, _ in pairs if TIMING_CHARS[0] <= len(t) <= TIMING_CHARS[1]]
 
 
 def _duplicates_part(run: _Run, per_kind: int) -> None:

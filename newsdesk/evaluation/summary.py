@@ -8,7 +8,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from newsdesk.evaluation.records import NoExamples
 from newsdesk.jsonl import RecordError, read_records, required
 from workers.analysis.summary import DEFAULT_SENTENCES, summarize
 
@@ -34,16 +33,6 @@ def lead_summarizer(count: int = 3) -> Summarizer:
     return lead
 
 
-def read_texts(path: Path, limit: int | None = None) -> list[str]:
-    """The article texts of a {"text", "reference"} JSONL file, the first `limit` of them."""
-    texts: list[str] = []
-    for number, record in read_records(path):
-        texts.append(required(record, "text", str, f"{path}:{number}"))
-        if limit is not None and len(texts) == limit:
-            break
-    return texts
-
-
 def read_pairs(path: Path) -> list[tuple[str, str]]:
     """(text, reference) of each line; a reference given as a list of sentences is one per line."""
     pairs = []
@@ -59,15 +48,14 @@ def read_pairs(path: Path) -> list[tuple[str, str]]:
     return pairs
 
 
-def evaluate_summary(path: Path, summarizer: Summarizer, *, held_out_from: int = 0) -> dict[str, Any]:
-    """ROUGE F1 (percent, Porter stemming; rougeL is the summary-level rougeLsum) on a JSONL file of
-    {"text", "reference"}, and the median milliseconds per article. With `held_out_from`, the same
-    figures for the articles from that index on (0-based) under "held_out", from the same summaries."""
+def evaluate_summary(
+    pairs: Sequence[tuple[str, str]], summarizer: Summarizer, *, held_out_from: int = 0
+) -> dict[str, Any]:
+    """ROUGE F1 (percent, Porter stemming; rougeL is the summary-level rougeLsum) of (text, reference)
+    pairs (read_pairs), and the median milliseconds per article. With `held_out_from`, the same figures
+    for the articles from that index on (0-based) under "held_out", from the same summaries."""
     from rouge_score import rouge_scorer  # noqa: PLC0415 - an evaluation-only dependency
 
-    pairs = read_pairs(path)
-    if not pairs:
-        raise NoExamples(f"{path}: no articles")
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeLsum"], use_stemmer=True)
     rows: list[dict[str, float]] = []
     for text, reference in pairs:

@@ -259,9 +259,10 @@ def find_holder(sentence: str) -> Holder | None:
 def _verb_holder(sentence: str, cue: re.Match[str]) -> Holder | None:
     """The subject before the verb or, after a quotation, only the speaker after it: the words just before
     '," said' are the quotation's, not a subject ('"... against Russia," said one diplomat')."""
-    if sentence[max(0, cue.start() - _LOOKBACK) : cue.start()].rstrip().endswith(tuple(_CLOSING_QUOTES)):
-        return _speaker_after(sentence, cue)
-    return _subject_before(sentence, cue) or _speaker_after(sentence, cue)
+    before = sentence[max(0, cue.start() - _LOOKBACK) : cue.start()].rstrip()
+    if before.endswith(tuple(_CLOSING_QUOTES)):
+        return _speaker_after(sentence, cue, before)
+    return _subject_before(sentence, cue) or _speaker_after(sentence, cue, before)
 
 
 def _subject_before(sentence: str, cue: re.Match[str]) -> Holder | None:
@@ -284,9 +285,8 @@ def _subject_before(sentence: str, cue: re.Match[str]) -> Holder | None:
     return _holder(sentence, run, cue.group())
 
 
-def _speaker_after(sentence: str, cue: re.Match[str]) -> Holder | None:
+def _speaker_after(sentence: str, cue: re.Match[str], before: str) -> Holder | None:
     """'"...," said Vasily Nebenzia' — only right after a quotation or a comma, where speakers go."""
-    before = sentence[max(0, cue.start() - _LOOKBACK) : cue.start()].rstrip()
     if cue.group() not in _SPEECH_VERBS or not before or before[-1] not in "," + _CLOSING_QUOTES:
         return None
     speaker = _name_run_forward(sentence, cue.end(), cue.group())

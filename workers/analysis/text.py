@@ -569,11 +569,10 @@ def _merge_false_breaks(line: str, offsets: list[tuple[int, int]]) -> list[tuple
             previous = line[previous_start:previous_end].rstrip()
             last_word = previous.rsplit(None, 1)[-1].rstrip(".").lower() if previous else ""
             following = line[start:end].lstrip()
-            inside_code = _splits_a_wire_code(previous, following)
             if (
                 (previous.endswith(".") and last_word in _TITLE_ABBREVIATIONS)
                 or following[:1].islower()
-                or inside_code
+                or _splits_a_wire_code(previous, following)
             ):
                 merged[-1] = (previous_start, end)
                 continue
