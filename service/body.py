@@ -61,6 +61,12 @@ def _bad_json(detail: str) -> Problem:
     return Problem(400, "malformed-json", "The request body is not valid JSON", detail)
 
 
+def _more_follows(request: Request) -> bool:
+    """Whether a chunked body (no Content-Length) goes on past the bytes read: Werkzeug stops reading at
+    MAX_CONTENT_LENGTH without refusing, so a body of exactly the limit and a longer one look alike."""
+    return bool(request.environ["wsgi.input"].read(1))
+
+
 def read_json_body(request: Request) -> Any:
     """The parsed JSON body of a request, or a Problem (400, 413, 415) saying why there is none."""
     if request.mimetype != "application/json" and not request.mimetype.endswith("+json"):
@@ -72,8 +78,7 @@ def read_json_body(request: Request) -> Any:
         )
     raw = request.get_data(cache=True)  # a Content-Length over MAX_CONTENT_LENGTH: 413 here
     limit = request.max_content_length
-    if request.content_length is None and limit is not None and len(raw) >= limit:
-        # A chunked body is cut at the limit rather than refused; reaching the limit means it was longer.
+    if request.content_length is None and limit is not None and len(raw) >= limit and _more_follows(request):
         raise Problem(413, "body-too-large", "Request body too large", f"The body is over {limit} bytes.")
     if not raw.strip():
         raise _bad_json("The body is empty.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
@@ -237,3 +238,20 @@ def test_security_headers_on_every_response(client: FlaskClient) -> None:
         assert response.headers["X-Frame-Options"] == "DENY"
         assert "default-src 'none'" in response.headers["Content-Security-Policy"]
         assert response.headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize(("extra", "status"), [(0, 202), (1, 413)])
+def test_chunked_body_of_exactly_the_limit_is_taken(
+    client: FlaskClient, app: Any, extra: int, status: int
+) -> None:
+    limit = app.config["MAX_CONTENT_LENGTH"]
+    body = json.dumps(ARTICLE).encode().ljust(limit + extra)  # JSON allows the trailing spaces
+    # As gunicorn passes a chunked body: no Content-Length, the input ends where the body does.
+    response = client.post(
+        "/v1/articles",
+        input_stream=io.BytesIO(body),
+        content_type="application/json",
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert response.status_code == status
