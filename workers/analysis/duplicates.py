@@ -46,10 +46,10 @@ import numpy.typing as npt
 
 from workers.analysis.text import prepare, word_spans
 
-VERSION = "duplicates-1"
+VERSION = "duplicates-2"  # 2: a hard-wrapped line does not end a sentence
 # The layout and meaning of a sketch; a sketch of another format is refused by SeedIndex.add. Bump it (and
 # re-sketch the stored seeds) whenever normalisation, shingling or hashing changes.
-SKETCH_FORMAT = 1
+SKETCH_FORMAT = 2  # 2: line breaks inside a paragraph are not sentence boundaries
 SHINGLE_WORDS = 5
 # Shared passages are anchored only on shingles a seed repeats at most this often (see _shared_passages).
 MAX_SHINGLE_REPEATS = 8
@@ -61,7 +61,9 @@ _HEADER = struct.Struct("<BBHI")  # format, shingle words, sample count, distinc
 _FULL = 0xFFFFFFFF
 _MASK64 = (1 << 64) - 1
 _POLY = 0x9E3779B97F4A7C15  # odd 64-bit multiplier for combining token hashes
-_BOUNDARY = re.compile(r"\n|[.!?…][\"'”’)\]]*\s")
+# A line break (any that str.splitlines knows: a form feed between PDF pages too), or closing punctuation.
+_LINE_BREAK = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
+_BOUNDARY = re.compile(rf"[{_LINE_BREAK}]|[.!?…][\"'”’)\]]*\s")
 _APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "`": "'"})
 _HYPHENS = frozenset(["-", "\u2010", "\u2011"])
 # Entries per word cache: about 120 bytes each, so 25 MB at most (the 13.5k-article corpus fills 60k).
@@ -298,7 +300,7 @@ def _sentence_numbers(clean: str, raw: Sequence[tuple[str, int, int]]) -> list[i
         after = bisect.bisect_left(word_starts, match.end())
         if after == len(raw) or after == 0:
             continue
-        if "\n" not in match.group():  # a line break always ends a sentence
+        if match.group()[-1] not in _LINE_BREAK:  # a line break always ends a sentence
             previous = raw[after - 1][0].casefold()
             following = raw[after][0]
             if not (following[0].isupper() or following[0].isdigit()):
@@ -314,7 +316,7 @@ def _tokenise(text: str) -> _Tokens:
     doc = prepare(text)
     clean = doc.clean
     raw = word_spans(clean)
-    sentences = _sentence_numbers(clean, raw)
+    sentences = _sentence_numbers(doc.flowing, raw)  # a line wrapped mid-sentence is not a boundary
     tokens = _Tokens([], [], [], [])
     previous_end = 0
     # The last token may be extended: by the next letter of an acronym ("U.S.") or by the word after a
@@ -340,7 +342,8 @@ def _tokenise(text: str) -> _Tokens:
             tokens.words[-1] += lower
             tokens.ends[-1] = end
             continue
-        if prefix and gap in _HYPHENS:
+        # "co-operation", also when wrapped after the hyphen ("co-\noperation").
+        if prefix and (gap in _HYPHENS or (gap[:1] in _HYPHENS and gap[1:].isspace() and "\n" in gap)):
             pieces = normalise_word(word)
             if len(pieces) == 1:
                 tokens.words[-1] += pieces[0]

@@ -7,6 +7,7 @@ points into the submitted text itself (Unicode code points). `Document` carries 
 from __future__ import annotations
 
 import html
+import itertools
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -14,10 +15,12 @@ from html.parser import HTMLParser
 
 import blingfire
 
-# Characters that carry nothing for the reader: zero-width and soft hyphen, and C0 controls but for
-# tab and line breaks. They are dropped from the cleaned text.
-_DROPPED_CHARS = frozenset("\u200b\u200c\u200d\u2060\ufeff\u00ad") | frozenset(
-    chr(code) for code in [*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F]
+# Characters that carry nothing for the reader: zero-width space, word joiner, byte-order mark, soft
+# hyphen, and C0 controls but for tab and line breaks (a form feed or vertical tab is a line break: PDF
+# copy has one between pages). They are dropped from the cleaned text. The zero-width (non-)joiners stay:
+# they shape Persian words and emoji.
+_DROPPED_CHARS = frozenset("\u200b\u2060\ufeff\u00ad") | frozenset(
+    chr(code) for code in [*range(0x00, 0x09), *range(0x0E, 0x1C), 0x1F, 0x7F]
 )
 _DROPPED_PATTERN = re.compile("[" + re.escape("".join(sorted(_DROPPED_CHARS))) + "]")
 
@@ -187,7 +190,11 @@ _BOILERPLATE_LINE = re.compile(
       | reuters?\s*$
       | story\s+continues\s+below
       | (?:copyright\s*)?©.*$
+      | copyright\s+(?:\(c\)\s*)?\d{4}\b.*$
       | all\s+rights\s+reserved
+      | this\s+material\s+may\s+not\s+be\s+(?:published|reproduced)
+      | (?:we|this\s+(?:web)?site)\s+uses?\s+cookies\b
+      | by\s+(?:continuing|using)\b.{0,80}\b(?:cookies|privacy\s+policy|terms\s+of\s+(?:use|service))\b
       | \(\s*reporting\s+by\b.*\)\s*$
       | (?:reporting|writing|editing)\s+by\s+(?-i:[A-Z]).{0,120}$  # a name: "Writing by candlelight" is prose
       | (?-i:[A-Z]{2,}(?:\s+[A-Z]{2,})?)\s*$  # a section kicker ("WORLD"), capitals only
@@ -246,12 +253,25 @@ _TITLE_ABBREVIATIONS = frozenset(
         "vs",
     ]
 )
+# A sentence that opens with a title ("... denied any role. Mr. Putin said"): blingfire never breaks before
+# one. The word before the period must be a plain lower-case word, so "U.S. Sen. Graham" stays whole.
+_BREAK_BEFORE_TITLE = re.compile(
+    r"(?<![\w.])(?!(?:vs|etc|approx|cf|incl|no)\.)[a-z]{2,}[.!?][\"'”’)]*\s+(?=(?:"
+    + "|".join(sorted(t.capitalize() for t in _TITLE_ABBREVIATIONS - {"jr", "sr", "no", "vs"}))
+    + r")\.\s+[A-Z])"
+)
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 _HAS_LETTER = re.compile(r"[^\W\d_]")
 _SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*\s*$")
 _WHITESPACE = re.compile(r"\s+")
 
 HEADING_MAX_WORDS = 16
+# Hard-wrapped text: at least this many lines inside paragraphs, none longer than a wide terminal, most
+# ending within a long word of the longest.
+_MIN_WRAPPED_LINES = 3
+_MAX_WRAP_WIDTH = 100
+_WRAP_SLACK = 15
+_LIST_ITEM = re.compile(r"(?:[-*•·–—]|\d{1,3}[.)])\s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,9 +323,15 @@ class Document:
     `words` are taken from it but report offsets into `original`.
     """
 
-    def __init__(self, original: str, clean: str, starts: list[int], ends: list[int]) -> None:
+    def __init__(
+        self, original: str, clean: str, flowing: str, starts: list[int], ends: list[int], *, markup: bool
+    ) -> None:
         self.original = original
         self.clean = clean
+        # `clean` with each line break inside a paragraph made spaces, at the same length (so the same
+        # offsets): hard-wrapped text (e-mail, press releases, PDF copy) breaks its lines mid-sentence.
+        self.flowing = flowing
+        self.markup = markup  # the submitted text was HTML: `clean` has no markup's whitespace
         self._starts = starts
         self._ends = ends
 
@@ -317,9 +343,12 @@ class Document:
         return self._starts[start], self._ends[end - 1]
 
     def display(self, clean_start: int, clean_end: int) -> str:
-        """What a reader sees of a cleaned span: the submitted text itself unless markup was removed."""
-        start, end = self.to_original(clean_start, clean_end)
+        """What a reader sees of a cleaned span: the submitted text itself, less the invisible characters
+        dropped from plain text; from HTML, the text with each run of whitespace made one space."""
         cleaned = self.clean[clean_start:clean_end]
+        if not self.markup:
+            return cleaned
+        start, end = self.to_original(clean_start, clean_end)
         raw = self.original[start:end]
         return raw if raw == cleaned else _WHITESPACE.sub(" ", cleaned).strip()
 
@@ -327,6 +356,10 @@ class Document:
         """Map a [start, end) span of `sentence.text` (a mention, a holder) onto the submitted text."""
         if self.original[sentence.start : sentence.end] == sentence.text:
             return sentence.start + start, sentence.start + end
+        if not self.markup:  # the text is the cleaned span itself
+            if end <= start or end > len(sentence.text):
+                return sentence.start, sentence.end
+            return self.to_original(sentence.clean_start + start, sentence.clean_start + end)
         # The text is the cleaned span with each run of whitespace made one space, then stripped (display):
         # rebuild which cleaned character each of its characters came from.
         cleaned = self.clean[sentence.clean_start : sentence.clean_end]
@@ -371,27 +404,34 @@ def word_spans(text: str) -> list[tuple[str, int, int]]:
 def prepare(text: str) -> Document:
     """Clean a submitted article: strip markup and boilerplate, keep a map to the original offsets."""
     builder = _Builder()
-    if _LOOKS_LIKE_HTML.search(text):
+    markup = _LOOKS_LIKE_HTML.search(text) is not None
+    if markup:
         _MarkupStripper(text, builder).run()
     else:
         builder.keep(text, 0, len(text))
-    stage1 = "".join(builder.parts)
-    cleaned, starts, ends = _drop_boilerplate(stage1, builder.starts, builder.ends)
-    return Document(text, cleaned, starts, ends)
+    lines = "".join(builder.parts).splitlines(keepends=True)
+    # Plain text was laid out by its writer: its columns tell hard-wrapped lines. HTML's were not.
+    paragraphs = _paragraphs(lines, wrapped=not markup)
+    cleaned, flowing, starts, ends = _drop_boilerplate(paragraphs, builder.starts, builder.ends)
+    return Document(text, cleaned, flowing, starts, ends, markup=markup)
 
 
-def _drop_boilerplate(text: str, starts: list[int], ends: list[int]) -> tuple[str, list[int], list[int]]:
-    """Remove boilerplate lines and prefixes, invisible and control characters."""
+def _drop_boilerplate(
+    paragraphs: list[tuple[str, str]], starts: list[int], ends: list[int]
+) -> tuple[str, str, list[int], list[int]]:
+    """Remove boilerplate paragraphs and prefixes, invisible and control characters. `paragraphs` holds
+    each paragraph as written and as flowing text (_paragraphs); both come back cleaned."""
     kept: list[str] = []
+    kept_flowing: list[str] = []
     kept_starts: list[int] = []
     kept_ends: list[int] = []
     position = 0
-    for line in text.splitlines(keepends=True):
+    for paragraph, flowing in paragraphs:
         line_start = position
-        position += len(line)
-        body = (line.splitlines() or [""])[0]  # without its separator, whichever it is (\n, \u2028, \x85)
+        position += len(paragraph)
+        body = (flowing.splitlines() or [""])[0]  # without its separator, whichever it is (\n, \u2028, \x85)
         cut = 0
-        prefix = _BOILERPLATE_PREFIX.match(body)
+        prefix = None if _BOILERPLATE_LINE.match(body) else _BOILERPLATE_PREFIX.match(body)
         if prefix:
             cut = prefix.end()
             if _CAPTION_START.match(body, cut):
@@ -405,21 +445,22 @@ def _drop_boilerplate(text: str, starts: list[int], ends: list[int]) -> tuple[st
             cut = len(body)
         sign_off = _SIGN_OFF.search(body, cut)
         end = sign_off.start() if sign_off else len(body)
-        for base, kept_part in (
-            (line_start + cut, line[cut:end]),
-            (line_start + len(body), line[len(body) :]),
-        ):
-            if _DROPPED_PATTERN.search(kept_part) is None:  # the common case: copy the spans whole
-                kept.append(kept_part)
-                kept_starts.extend(starts[base : base + len(kept_part)])
-                kept_ends.extend(ends[base : base + len(kept_part)])
+        for part_start, part_end in ((cut, end), (len(body), len(paragraph))):
+            base = line_start + part_start
+            part, flowing_part = paragraph[part_start:part_end], flowing[part_start:part_end]
+            if _DROPPED_PATTERN.search(part) is None:  # the common case: copy the spans whole
+                kept.append(part)
+                kept_flowing.append(flowing_part)
+                kept_starts.extend(starts[base : base + len(part)])
+                kept_ends.extend(ends[base : base + len(part)])
                 continue
-            for offset, char in enumerate(kept_part):
+            for offset, char in enumerate(part):
                 if char not in _DROPPED_CHARS:
                     kept.append(char)
+                    kept_flowing.append(flowing_part[offset])
                     kept_starts.append(starts[base + offset])
                     kept_ends.append(ends[base + offset])
-    return "".join(kept), kept_starts, kept_ends
+    return "".join(kept), "".join(kept_flowing), kept_starts, kept_ends
 
 
 def _without_unclosable_openers(markup: str) -> str:
@@ -529,13 +570,15 @@ def _split_sentences(doc: Document) -> list[Sentence]:
     sentences: list[Sentence] = []
     paragraph = -1
     position = 0
-    for line in doc.clean.splitlines(keepends=True):
+    for line in doc.flowing.splitlines(keepends=True):  # a line of it is a paragraph
         line_start = position
         position += len(line)
         if not has_words(line):
             continue
         paragraph += 1
-        pieces = _merge_false_breaks(line, blingfire.text_to_sentences_and_offsets(line)[1])
+        pieces = _merge_false_breaks(
+            line, _break_before_titles(line, blingfire.text_to_sentences_and_offsets(line)[1])
+        )
         single_line_heading = len(pieces) == 1 and _is_heading(line)
         for start, end in pieces:
             chunk = line[start:end]
@@ -557,6 +600,67 @@ def _split_sentences(doc: Document) -> list[Sentence]:
                 )
             )
     return sentences
+
+
+def _paragraphs(lines: list[str], *, wrapped: bool) -> list[tuple[str, str]]:
+    """The lines grouped into paragraphs, each as written and as flowing text: the same characters, but
+    each line break inside the paragraph made spaces. A line carries on the one before it when it starts in
+    lower case after a line with no closing punctuation, or, in plain text that was hard-wrapped, when its
+    first word would not have fitted on that line. HTML is never hard-wrapped (`wrapped` False)."""
+    bodies = [(line.splitlines() or [""])[0] for line in lines]
+    width = _wrap_width(bodies) if wrapped else None
+    paragraphs: list[tuple[str, str]] = []
+    written: list[str] = []
+    flowing: list[str] = []
+    for index, (line, body) in enumerate(zip(lines, bodies, strict=True)):
+        following = bodies[index + 1] if index + 1 < len(lines) else ""
+        written.append(line)
+        if _continues(body, following, width):
+            flowing.append(body + " " * (len(line) - len(body)))
+            continue
+        flowing.append(line)
+        paragraphs.append(("".join(written), "".join(flowing)))
+        written, flowing = [], []
+    return paragraphs
+
+
+def _wrap_width(bodies: list[str]) -> int | None:
+    """The width a text was hard-wrapped at, or None: most lines inside its paragraphs end within a word's
+    length of the longest, and that is a terminal's or an e-mail's width rather than a paragraph's."""
+    inside = [
+        len(body.rstrip())
+        for body, following in itertools.pairwise(bodies)
+        if body.strip() and following.strip()
+    ]
+    if len(inside) < _MIN_WRAPPED_LINES or max(inside) > _MAX_WRAP_WIDTH:
+        return None
+    width = max(inside)
+    filled = sum(1 for column in inside if column >= width - _WRAP_SLACK)
+    return width if 2 * filled >= len(inside) else None
+
+
+def _continues(line: str, following: str, width: int | None) -> bool:
+    """Whether the line `following` carries on the paragraph of `line` (see _paragraphs)."""
+    text, next_text = line.rstrip(), following.strip()
+    if not text or not next_text or _LIST_ITEM.match(next_text):
+        return False
+    if len(following) - len(following.lstrip()) > len(line) - len(line.lstrip()):
+        return False  # an indented line opens a paragraph
+    if next_text[:1].islower() and not _SENTENCE_END.search(text) and not text.endswith(":"):
+        return True
+    return width is not None and len(text) + 1 + len(next_text.split(None, 1)[0]) > width
+
+
+def _break_before_titles(line: str, offsets: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Split blingfire pieces where a sentence ends and the next opens with a title ("Mr. Putin")."""
+    pieces: list[tuple[int, int]] = []
+    for start, end in offsets:
+        piece_start = start
+        for match in _BREAK_BEFORE_TITLE.finditer(line, start, end):
+            pieces.append((piece_start, match.end()))
+            piece_start = match.end()
+        pieces.append((piece_start, end))
+    return pieces
 
 
 def _merge_false_breaks(line: str, offsets: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -411,3 +412,15 @@ def test_a_sentence_repeated_a_few_times_still_anchors_passages() -> None:
     match = duplicates.compare("Officials said so. " + seed, "thrice", seed)
     assert match is not None
     assert match.shared_passages
+
+
+@pytest.mark.parametrize(("width", "other_width"), [(40, 60), (35, None), (72, None)])
+def test_a_hard_wrapped_copy_is_the_same_text(width: int, other_width: int | None) -> None:
+    text = SEED_TEXTS[WIRE[0]]
+
+    def wrapped(columns: int) -> str:
+        return "\n\n".join(textwrap.fill(p, columns) for p in text.split("\n") if p.strip())
+
+    match = compare(wrapped(width), "seed", wrapped(other_width) if other_width else text)
+    assert match is not None
+    assert (match.verdict, match.similarity) == ("duplicate", 1.0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -256,3 +258,74 @@ def test_a_sign_off_before_a_unicode_line_separator_keeps_the_break() -> None:
     assert prepare("Profits rose 5 pct. REUTER\u2028Next story here begins.").clean == (
         "Profits rose 5 pct.\u2028Next story here begins."
     )
+
+
+def test_a_sentence_that_opens_with_a_title_is_its_own() -> None:
+    doc = prepare(
+        "The Kremlin denied any role. Mr. Putin said so. It was signed by Gen. Smith and U.S. Sen. Graham."
+    )
+    assert [s.text for s in doc.sentences] == [
+        "The Kremlin denied any role.",
+        "Mr. Putin said so.",
+        "It was signed by Gen. Smith and U.S. Sen. Graham.",
+    ]
+
+
+@pytest.mark.parametrize("width", [35, 50, 72])
+@pytest.mark.parametrize("path", sorted(SEEDS.glob("*.txt"))[:3], ids=lambda p: p.stem[:3])
+def test_hard_wrapped_text_is_read_in_paragraphs(path: Path, width: int) -> None:
+    text = path.read_text(encoding="utf-8")
+    wrapped = "\n\n".join(textwrap.fill(p, width) for p in text.split("\n") if p.strip())
+    doc = prepare(wrapped)
+    # The same sentences, but for the line breaks (a break after a hyphen leaves a space in this test).
+    flowing = [re.sub(r"-\s+", "-", " ".join(s.text.split())) for s in doc.sentences]
+    assert flowing == [s.text for s in prepare(text).sentences]
+    for sentence in doc.sentences:
+        assert wrapped[sentence.start : sentence.end] == sentence.text
+
+
+@pytest.mark.parametrize(
+    ("text", "sentences"),
+    [
+        # A line that starts in lower case carries on the one before it (no closing punctuation there).
+        (
+            "The deal includes\nsanctions relief for Moscow.",
+            ["The deal includes\nsanctions relief for Moscow."],
+        ),
+        (
+            "<p>The U.S. condemned<br>the strike on Tuesday.</p>",
+            ["The U.S. condemned the strike on Tuesday."],
+        ),
+        # Headlines, list items and paragraphs of text that is not wrapped stay apart.
+        (
+            "Russia and US agree\nThe two sides met in Geneva.",
+            ["Russia and US agree", "The two sides met in Geneva."],
+        ),
+        ("Key points:\n- talks resume\n- troops stay", ["Key points:", "- talks resume", "- troops stay"]),
+        # A form feed (a page break of PDF copy) ends a line.
+        ("Putin said nothing.\fThe U.N. responded.", ["Putin said nothing.", "The U.N. responded."]),
+    ],
+)
+def test_line_breaks_inside_a_sentence(text: str, sentences: list[str]) -> None:
+    assert [s.text for s in prepare(text).sentences] == sentences
+
+
+def test_joiners_and_no_break_spaces_stay_in_the_sentence() -> None:
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"  # one emoji of three joined by zero-width joiners
+    text = f"Antony\xa0Blinken met the family {family} in Moscow. می\u200cخواهم."
+    for sentence in prepare(text).sentences:
+        assert text[sentence.start : sentence.end] == sentence.text
+
+
+@pytest.mark.parametrize(
+    "boilerplate",
+    [
+        "Follow us on Twitter",
+        "Copyright 2024 Nexstar Media Inc. All rights reserved. This material may not be published.",
+        "By continuing to browse you agree to our use of cookies.",
+        "We use cookies to improve your experience.",
+    ],
+)
+def test_boilerplate_lines_go_whole(boilerplate: str) -> None:
+    doc = prepare(f"Russia and the US met in Geneva.\n{boilerplate}\nTalks went well.")
+    assert [s.text for s in doc.sentences] == ["Russia and the US met in Geneva.", "Talks went well."]
