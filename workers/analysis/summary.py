@@ -25,6 +25,41 @@ _CAPTION = re.compile(
     re.IGNORECASE,
 )
 _LABEL = re.compile(r"^(?P<label>[^:]{1,40}?)\s?:\s")
+# What makes "X: ..." a sentence rather than a teaser's label ("Also Read:", "WATCH:"): a verb ("The
+# message was clear:", "Jaishankar said:"), or a dateline in capitals ("NEW DELHI:", "MOSCOW, Jan 21:").
+_LABEL_VERB = re.compile(r"\b(?:said|says|told|was|were|is|are|added|wrote|stated|declared)\b")
+_DATELINE = re.compile(r"[A-Z][A-Z.'’ -]+(?:,\s+[A-Z][a-z]{2,}\.?\s+\d{1,2})?")
+_TEASER_LABELS = frozenset(
+    [
+        "WATCH",
+        "WATCH LIVE",
+        "READ",
+        "READ MORE",
+        "ALSO READ",
+        "SEE",
+        "SEE ALSO",
+        "MORE",
+        "VIDEO",
+        "PHOTOS",
+        "LISTEN",
+        "UPDATE",
+        "UPDATED",
+        "LIVE",
+        "LIVE UPDATES",
+        "BREAKING",
+        "BREAKING NEWS",
+        "NEW",
+        "EXCLUSIVE",
+        "OPINION",
+        "ANALYSIS",
+        "EXPLAINER",
+        "RELATED",
+        "SPONSORED",
+        "ADVERTISEMENT",
+        "EDITOR'S NOTE",
+        "FACT CHECK",
+    ]
+)
 _TOKEN = re.compile(r"[^\W\d_]{2,}")
 # Function words carry no topic; without them centrality measures content overlap.
 _STOPWORDS = frozenset(
@@ -221,7 +256,16 @@ def _is_candidate(text: str) -> bool:
     if text.rstrip(" '\"`’”").endswith("?"):
         return False
     label = _LABEL.match(text)
-    return not (label and len(label.group("label").split()) <= 6)
+    return not (label and len(label["label"].split()) <= 6 and not _label_is_prose(label["label"]))
+
+
+def _label_is_prose(label: str) -> bool:
+    if _LABEL_VERB.search(label):
+        return True
+    return (
+        _DATELINE.fullmatch(label) is not None
+        and " ".join(label.replace("’", "'").split()) not in _TEASER_LABELS
+    )
 
 
 def _wanted_count(available: int, sentences: int | None, ratio: float | None) -> int:

@@ -112,3 +112,20 @@ def test_a_text_of_headline_like_lines_is_summarised_from_them() -> None:
         "- The United States pledged an extra $5bn in aid",
         "- Russia walked out of the talks",
     ]
+
+
+@pytest.mark.parametrize(
+    "lead",
+    [
+        "NEW DELHI: India and Russia on Tuesday signed a defence agreement worth ten billion dollars.",
+        "MOSCOW, Jan 21: India and Russia on Tuesday signed a defence agreement worth ten billion dollars.",
+        "The message from Moscow was clear: India and Russia will sign a defence agreement this week.",
+    ],
+)
+def test_a_dateline_or_a_clause_before_a_colon_is_no_teaser_label(lead: str) -> None:
+    text = (
+        f"{lead} The agreement covers joint production of helicopters and spare parts for fighter jets. "
+        "Officials said the deal would be ratified by both parliaments before the end of the year."
+    )
+    assert summarize(text, sentences=1).sentences[0].text == lead
+    assert summarize(f"BREAKING: {text}", sentences=1).sentences[0].text != f"BREAKING: {lead}"
