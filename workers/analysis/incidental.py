@@ -124,6 +124,13 @@ _APOSTROPHES = frozenset({"'", "’"})
 _TOKEN = re.compile(r"[A-Za-z][\w\-.&]*[\w&]|[A-Za-z]|[’']s\b|[^\w\s]")
 
 
+# A place or origin joined to the mention by a hyphen: "a Moscow-based analyst", "Russian-born", "US-made",
+# "non-U.S. citizens", "ex-Soviet".
+_HYPHENATED_PLACE = re.compile(r"-(?:based|headquartered|registered|listed|domiciled)\b")
+_HYPHENATED_ORIGIN = re.compile(r"-(?:born|bred|raised|educated|made|built|flagged|owned|speaking)\b")
+_NEGATED_ORIGIN = re.compile(r"\b(?:non|ex|Non|Ex)-$")
+
+
 def incidental_use(  # noqa: PLR0911 - one return per rule, in the order the rules apply
     text: str, start: int, end: int, kind: str
 ) -> IncidentalUse | None:
@@ -132,11 +139,12 @@ def incidental_use(  # noqa: PLR0911 - one return per rule, in the order the rul
     `kind` is the alias kind from the target list: name, metonym, person or adjective. People are never
     incidental: a leader named in a sentence is the state acting.
     """
-    if kind == "person":
-        return None
+    hyphenated = None if kind == "person" else _hyphenated_use(text, start, end)
+    if kind == "person" or hyphenated:
+        return hyphenated
     # The rules look at most four words either side; 100 characters hold them.
     before = _TOKEN.findall(text[max(0, start - _WINDOW) : start])
-    after = _TOKEN.findall(text[end : end + _WINDOW])
+    after = _words_after(text, end)
     # "Russia's", and the bare apostrophe of a name ending in s ("the US' economy").
     possessive = bool(after) and (
         after[0] in _POSSESSIVE_S or (after[0] in _APOSTROPHES and text[start:end].endswith(("s", "S")))
@@ -167,6 +175,21 @@ def incidental_use(  # noqa: PLR0911 - one return per rule, in the order the rul
         return head
     if _DEMONYM.fullmatch(text[start:end]) and before and before[-1].lower() in _DETERMINERS:
         return "origin"  # the demonym is the noun, a person: "the American won", "a young American -"
+    return None
+
+
+def _words_after(text: str, end: int) -> list[str]:
+    after = _TOKEN.findall(text[end : end + _WINDOW])
+    if after[:1] == ["-"] and after[1:2] and after[1][:1].islower():
+        return after[1:]  # the head noun of a compound: "a 104 mln U.S.-dlr bid" is a market's
+    return after
+
+
+def _hyphenated_use(text: str, start: int, end: int) -> IncidentalUse | None:
+    if _HYPHENATED_PLACE.match(text, end):
+        return "place"
+    if _HYPHENATED_ORIGIN.match(text, end) or _NEGATED_ORIGIN.search(text, max(0, start - 4), start):
+        return "origin"
     return None
 
 

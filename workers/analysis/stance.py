@@ -139,10 +139,18 @@ def targets() -> tuple[_Target, ...]:
 
 def _alternation(phrases: list[str]) -> re.Pattern[str]:
     # Longest first so "UN Security Council" wins over "UN"; whole words only, but a trailing period
-    # belongs to the alias ("U.S.") and a hyphenated compound keeps its own alias ("US-led"). A dotted
-    # code is not a mention: "<UN.AS>" is Unilever's ticker.
-    body = "|".join(re.escape(p) for p in sorted(phrases, key=len, reverse=True))
-    return re.compile(rf"(?<![\w\-.])(?:{body})(?![\w]|-\w|\.\w)")
+    # belongs to the alias ("U.S.") and a hyphen joins words without hiding them ("the Russia-Ukraine
+    # war", "anti-American", "U.S.-Russian talks"). A dotted code is not a mention: "<UN.AS>" is
+    # Unilever's ticker. Each apostrophe is matched straight or curly ("America’s Cup").
+    # Any run of spaces, or a line break of hard-wrapped text, separates an alias's words.
+    variants = {p.replace("'", apostrophe) for p in phrases for apostrophe in "'’"}
+    body = "|".join(re.escape(p).replace(r"\ ", r"\s+") for p in sorted(variants, key=len, reverse=True))
+    return re.compile(rf"(?<![\w.])(?:{body})(?!\w|\.\w)")
+
+
+def _alias_key(matched: str) -> str:
+    """The alias as listed, from its spelling in the text (curly apostrophe, line break)."""
+    return " ".join(matched.replace("’", "'").split())
 
 
 def find_mentions(sentence_text: str, offset: int = 0) -> list[Mention]:
@@ -157,7 +165,7 @@ def find_mentions(sentence_text: str, offset: int = 0) -> list[Mention]:
                 continue
             if shouting and match.group() in {"US", "UN"}:
                 continue  # "TELL US" in an all-caps headline is a pronoun
-            kind = target.kinds[match.group()]
+            kind = target.kinds[_alias_key(match.group())]
             incidental = incidental_use(sentence_text, start, end, kind)
             mentions.append(
                 Mention(target.key, match.group(), start + offset, end + offset, kind, incidental)

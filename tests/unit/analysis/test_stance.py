@@ -58,6 +58,17 @@ def scorer() -> LexiconScorer:
         ("Former Soviet republics and Soviet-era buildings.", {}),
         ("Trump card games and Trump Hotels; Fred Trump and Rubio's Restaurants.", {}),
         ("The unclear union of states.", {}),
+        # A hyphen joins words without hiding them.
+        (
+            "The Russia-Ukraine war strained US-Russia ties; anti-American and pro-Russian crowds met.",
+            {"russia": ["Russia", "Russia", "Russian"], "us": ["US", "American"]},
+        ),
+        ("U.S.-Russian talks on a UN-run school.", {"us": ["U.S."], "russia": ["Russian"], "un": ["UN"]}),
+        # A curly apostrophe, a line break or a double space inside a phrase.
+        ("He won the America’s Cup; Hunter Biden and Jill Biden watched.", {}),
+        ("The UN Security\nCouncil met.", {"un": ["UN Security\nCouncil"]}),
+        # Homonyms: US state legislatures, a town in Idaho.
+        ("The Georgia General Assembly met police from Moscow, Idaho.", {}),
     ],
 )
 def test_mentions_by_alias(sentence: str, expected: dict[str, list[str]]) -> None:
@@ -158,6 +169,7 @@ def test_lexicon_scorer_reads_clear_sentences(scorer: LexiconScorer) -> None:
     [
         "<p>The US said the <b>US</b> was wrong &amp; the US lied.</p>",  # markup inside the sentence
         "The US\u200b said the US is bad and the US is wrong.",  # an invisible character dropped
+        "The sanc\u00adtions on Rus\u00adsia hurt the U.S. badly.",  # soft hyphens inside the mention
         "<p>The United&nbsp;States condemned Russia.</p>",  # an entity inside the mention
         "<p>Moscow   said  the\n  US  was   wrong.</p>",  # whitespace runs collapsed in the sentence text
     ],
@@ -170,7 +182,10 @@ def test_mention_and_holder_offsets_point_at_their_own_words(text: str, scorer: 
             for mention in evidence.mentions:
                 spans.append((mention.start, mention.end))
                 assert (
-                    " ".join(text[mention.start : mention.end].replace("&nbsp;", " ").split()) == mention.text
+                    " ".join(
+                        text[mention.start : mention.end].replace("&nbsp;", " ").replace("\u00ad", "").split()
+                    )
+                    == mention.text
                 )
             if evidence.holder is not None:
                 assert (
@@ -193,3 +208,18 @@ def test_only_the_first_sentences_of_a_target_are_judged_but_every_mention_is_co
     report = analyse_stance(text, CountingScorer())
     assert asked == [MAX_JUDGED_SENTENCES]  # one target, its first sentences
     assert report.targets["us"].mentions == MAX_JUDGED_SENTENCES + 300
+
+
+def test_a_place_or_origin_joined_by_a_hyphen_is_incidental() -> None:
+    uses = {
+        m.text: m.incidental
+        for m in find_mentions("A Moscow-based analyst and a Russian-born, US-made drone.")
+    }
+    assert uses == {"Moscow": "place", "Russian": "origin", "US": "origin"}
+    assert [m.incidental for m in find_mentions("Non-U.S. citizens and ex-Russian spies.")] == [
+        "origin",
+        "origin",
+    ]
+    assert [m.incidental for m in find_mentions("A 104 mln U.S.-dlr bid.")] == ["market"]
+    # A compound that names the state as an actor keeps it one.
+    assert [m.incidental for m in find_mentions("Kremlin-linked hackers and US-Japan talks.")] == [None, None]
