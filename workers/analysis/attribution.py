@@ -152,14 +152,15 @@ _NOT_NAMES = frozenset(
         "Instead",
     ]
 )
-_ACCORDING_TO = re.compile(r"\baccording to\s+")
-# What may stand between a subject and its verb: "Moscow on Saturday condemned", "Lavrov has said".
+_ACCORDING_TO = re.compile(r"\b[Aa]ccording to\s+")
+# What may stand between a subject and its verb: "Moscow on Saturday condemned", "Lavrov has said", a US
+# lawmaker's party and state ("Sen. Lindsey Graham, R-S.C., said").
 # Each phrase must follow at least one separator, so a run of phrases or spaces splits only one way:
 # with optional separators on both sides ("\s*,?\s*"), "has has has ..." backtracked exponentially.
 _ADVERBIAL = re.compile(
     r"(?:[\s,]+(?:has|have|had|also|again|earlier|later|previously|repeatedly|once|"
     r"on (?:[A-Z]\w+|\d{1,2} [A-Z]\w+|[A-Z]\w+ \d{1,2})|in a statement|last (?:week|month|year)|"
-    r"this (?:week|month|year)|on [Ss]unday|on [Mm]onday))*[\s,]*$"
+    r"this (?:week|month|year)|on [Ss]unday|on [Mm]onday|[RDI]-[A-Z][A-Za-z.]{0,15}))*[\s,]*$"
 )
 # How far before a verb its subject is looked for: nine name words and a few adverbials fit easily, and
 # a bound keeps a long sentence full of verbs linear instead of quadratic.
@@ -221,6 +222,8 @@ _INNER = frozenset(
         "professor",
     }
 )
+# A name's last word that owns its period: "U.S.", "U.N.", an initial ("John F.").
+_ABBREVIATION = re.compile(r"(?:\b\w\.\w+|\b[A-Z])\.$")
 _LEADING_FILLER = frozenset({"of", "the", "for", "and", "on", "de"})
 _PRONOUNS = frozenset({"He", "She", "They", "It", "We", "I", "You", "This", "That", "There"})
 _MAX_HOLDER_WORDS = 9
@@ -315,7 +318,8 @@ def _name_run_forward(sentence: str, position: int, cue: str) -> Holder | None:
 
 
 def _is_name_word(word: str) -> bool:
-    return word[:1].isupper() or word[:1].isdigit() or word in _INNER or word in {"’s", "'s"}
+    # A role word may carry the sentence's period: '," said the U.N. chief.'
+    return word[:1].isupper() or word[:1].isdigit() or word.rstrip(".") in _INNER or word in {"’s", "'s"}
 
 
 def _holder(sentence: str, run: list[re.Match[str]], cue: str) -> Holder | None:
@@ -327,5 +331,7 @@ def _holder(sentence: str, run: list[re.Match[str]], cue: str) -> Holder | None:
     if not capitalised or (len(run) == 1 and run[0].group() in _PRONOUNS):
         return None
     start, end = run[0].start(), run[-1].end()
-    text = sentence[start:end].rstrip(".,")
+    text = sentence[start:end].rstrip(",")
+    if text.endswith(".") and not _ABBREVIATION.search(text):
+        text = text[:-1]  # the sentence's period, not the abbreviation's ("the U.S." keeps it)
     return Holder(text=text, start=start, end=start + len(text), cue=cue)

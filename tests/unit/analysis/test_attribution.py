@@ -48,6 +48,17 @@ from workers.analysis.attribution import find_holder
             "said",
         ),
         ('"No," said Lavrov on Tuesday.', "Lavrov", "said"),
+        # An abbreviation keeps its period, and a role word may carry the sentence's.
+        ('"The U.S. is wrong," said the U.N. chief.', "U.N. chief", "said"),
+        ("Russia lied, said the U.S.", "U.S.", "said"),
+        (
+            "According to the U.S. State Department, Russia violated the treaty.",
+            "U.S. State Department",
+            "according to",
+        ),
+        # A US lawmaker's party and state stand between the name and the verb.
+        ("Sen. Lindsey Graham, R-S.C., said Russia must pay.", "Sen. Lindsey Graham", "said"),
+        ("Rep. Adam Schiff, D-Calif., said the Kremlin lied.", "Rep. Adam Schiff", "said"),
     ],
 )
 def test_holder_is_named_with_its_offsets(sentence: str, holder: str, cue: str) -> None:
@@ -73,6 +84,8 @@ def test_holder_is_named_with_its_offsets(sentence: str, holder: str, cue: str) 
         # Nouns, not verbs; and what follows "called" is its object.
         "There are programs in 34 U.S. states that help.",
         "The reform, called the Foreign Agricultural Investment Reform (FAIR) Act, passed.",
+        # "the U.S." is what Putin spoke of, not a speaker: its period does not close the clause.
+        "Putin, speaking in Moscow, said the U.S. was lying.",
     ],
 )
 def test_no_holder_when_none_is_named(sentence: str) -> None:
