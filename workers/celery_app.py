@@ -47,9 +47,16 @@ class QueueLayout:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> QueueLayout:
-        """Every analysis on `analyses`, except those the setting's `analysis=queue` pairs move."""
+        return cls.parse(settings.analysis_queues)
+
+    @classmethod
+    def parse(cls, text: str) -> QueueLayout:
+        """Every analysis on `analyses`, except those the `analysis=queue` pairs move.
+
+        Settings checks NEWSDESK_ANALYSIS_QUEUES with this, so a bad value stops every process at start.
+        """
         queue_of = dict.fromkeys(RUN_ORDER, DEFAULT_ANALYSIS_QUEUE)
-        for entry in (part.strip() for part in settings.analysis_queues.split(",")):
+        for entry in (part.strip() for part in text.split(",")):
             if not entry:
                 continue
             analysis, separator, queue = (item.strip() for item in entry.partition("="))
@@ -60,8 +67,8 @@ class QueueLayout:
                 or (queue == WEBHOOK_QUEUE)
             ):
                 raise ValueError(
-                    f"NEWSDESK_ANALYSIS_QUEUES: {entry!r} is not analysis=queue, with the analysis one of "
-                    f"{', '.join(RUN_ORDER)} and the queue a lower-case name other than {WEBHOOK_QUEUE!r}"
+                    f"{entry!r} is not analysis=queue, with the analysis one of {', '.join(RUN_ORDER)} "
+                    f"and the queue a lower-case name other than {WEBHOOK_QUEUE!r}"
                 )
             queue_of[analysis] = queue
         return cls(queue_of)
@@ -102,7 +109,6 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
 
 
 def create_celery(settings: Settings) -> Celery:
-    QueueLayout.from_settings(settings)  # a bad NEWSDESK_ANALYSIS_QUEUES stops the API and workers at start
     app = Celery("newsdesk", set_as_current=False)
     transport = broker_transport_options(settings)
     app.conf.update(

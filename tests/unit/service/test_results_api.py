@@ -424,5 +424,5 @@ def test_callback_url_needs_a_webhook_secret(client: FlaskClient) -> None:
 @pytest.mark.parametrize("size", ["0", "1001"])
 def test_a_batch_limit_one_page_cannot_hold_is_refused_at_start(size: str) -> None:
     # GET /v1/batches/{id} gives at most 1,000 items a page; a larger batch could not be read in one.
-    with pytest.raises(ValueError, match="NEWSDESK_MAX_BATCH must be between 1 and 1000"):
+    with pytest.raises(ValueError, match=f"NEWSDESK_MAX_BATCH={size}: must be a whole number from 1 to 1000"):
         Settings.from_env({"NEWSDESK_MAX_BATCH": size})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -49,16 +50,22 @@ class FixedBroker:
         return self.waiting_messages.get(queue, set())
 
 
+def fast(**overrides: Any) -> Settings:
+    """Settings with sub-second timings, so a test need not wait for an article to stall.
+
+    They are below what may be configured (a sweep at most once a second, an analysis stuck after a
+    second or more), so they are set past the range checks, which guard configuration, not test clocks.
+    """
+    settings = Settings.from_env({}, key_prefix="unit", **overrides)
+    timings = {"task_time_limit": 0.01, "visibility_timeout": 1, "stuck_after": 0.05, "sweep_interval": 0.2}
+    for name, value in timings.items():
+        object.__setattr__(settings, name, value)
+    return settings
+
+
 @pytest.fixture
 def fast_settings() -> Settings:
-    return Settings.from_env(
-        {},
-        key_prefix="unit",
-        task_time_limit=0.01,
-        visibility_timeout=1,
-        stuck_after=0.05,
-        sweep_interval=0.2,
-    )
+    return fast()
 
 
 def test_pending_index_follows_progress(store: Store) -> None:
@@ -130,7 +137,7 @@ def test_backlogged_and_held_analyses_are_left_alone(store: Store, fast_settings
     article_id = store.create_article(NewArticle(text="Words here.")).article_id
     store.start_analysis(article_id, "summary")  # running, stalled: its worker is gone
     time.sleep(0.1)
-    split = Settings.from_env({}, **{**fast_settings.__dict__, "analysis_queues": "stance=stance"})
+    split = fast(analysis_queues="stance=stance")
     broker = FixedBroker({"analyses": 0, "stance": 40, "webhooks": 0}, held={("duplicates", article_id)})
     Sweeper(store, enqueue, broker, split).sweep_once()
     # stance waits its turn in a backlog; a worker has taken the duplicates message; summary is lost
