@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -14,7 +15,7 @@ from urllib.parse import urlsplit
 import click
 
 from newsdesk import logs
-from newsdesk.settings import Settings
+from newsdesk.settings import Settings, redacted
 
 F = TypeVar("F", bound=Callable[..., Any])
 LOCAL_DATA_DIR = ".newsdesk"  # `newsdesk run`'s default data folder
@@ -31,11 +32,52 @@ def _data_dir_option(help_text: str) -> Callable[[F], F]:
     )
 
 
+class ConfigurationError(click.ClickException):
+    """A setting the command cannot start with: printed as one line, exit status 2 as for bad usage."""
+
+    exit_code = 2
+
+
 def _settings() -> Settings:
     try:
         return Settings.from_env()
     except ValueError as error:
-        raise click.UsageError(str(error)) from error
+        raise ConfigurationError(str(error)) from error
+
+
+@contextlib.contextmanager
+def _redis_errors(settings: Settings) -> Iterator[None]:
+    """A Redis that cannot be reached (or refuses us) as one line naming it, not a client traceback."""
+    import redis  # noqa: PLC0415
+
+    try:
+        yield
+    except redis.RedisError as error:
+        where = urlsplit(settings.redis_url)
+        place = f"{where.hostname or 'localhost'}:{where.port or 6379}{where.path}"
+        if isinstance(error, redis.ConnectionError | redis.TimeoutError):
+            raise click.ClickException(f"cannot reach Redis at {place}: {error}") from error
+        raise click.ClickException(f"Redis at {place}: {error}") from error
+
+
+def _check_rate_limit_storage(settings: Settings) -> None:
+    """Build the rate limiter's storage once before gunicorn starts.
+
+    Each gunicorn process builds its own after the fork, and one that cannot be built (a client library
+    missing, a bad port) would stop every process with a traceback, then gunicorn with HaltServer.
+    """
+    if not settings.rate_limited:
+        return
+    from limits.storage import storage_from_string  # noqa: PLC0415
+
+    name = "NEWSDESK_RATE_LIMIT_STORAGE" if settings.rate_limit_storage else "REDIS_URL"
+    uri = settings.rate_limit_storage or settings.redis_url
+    try:
+        storage_from_string(uri)  # a Redis storage connects on first use, not here
+    except Exception as error:  # whatever the storage's constructor raises, the API could not start
+        raise ConfigurationError(
+            f"{name}={redacted(uri)!r}: the rate limiter cannot use it: {error}"
+        ) from error
 
 
 def _seed_store_settings() -> Settings:
@@ -67,19 +109,25 @@ def main() -> None:
 def run(host: str, port: int, data_dir: Path, concurrency: int | None) -> None:
     """Everything on this machine: Redis (embedded unless REDIS_URL is set), seeds, a worker and the API."""
     from newsdesk.local import run_local  # noqa: PLC0415 - keeps `newsdesk --help` fast
+    from newsdesk.seeds import SeedFileError  # noqa: PLC0415
 
     settings = _settings()
+    if not settings.seeds_dir.exists():
+        raise ConfigurationError(f"{settings.seeds_dir} (NEWSDESK_SEEDS_DIR) does not exist")
     logs.configure(settings.log_level, settings.log_format)
-    sys.exit(
-        run_local(
-            settings,
-            host=host,
-            port=port,
-            data_dir=data_dir,
-            concurrency=concurrency or settings.worker_concurrency,
-            explicit_url=bool(os.environ.get("REDIS_URL")),
-        )
-    )
+    try:
+        with _redis_errors(settings):
+            status = run_local(
+                settings,
+                host=host,
+                port=port,
+                data_dir=data_dir,
+                concurrency=concurrency or settings.worker_concurrency,
+                explicit_url=bool(os.environ.get("REDIS_URL")),
+            )
+    except SeedFileError as error:
+        raise click.ClickException(str(error)) from error
+    sys.exit(status)
 
 
 @main.command()
@@ -103,9 +151,10 @@ def run(host: str, port: int, data_dir: Path, concurrency: int | None) -> None:
 )
 def api(host: str, port: int, workers: int, threads: int) -> None:
     """The HTTP API under gunicorn, against REDIS_URL."""
+    settings = _settings()  # checked here, before gunicorn's processes would each fail with a traceback
+    _check_rate_limit_storage(settings)
     from newsdesk.gunicorn_app import serve  # noqa: PLC0415
 
-    settings = _settings()
     logs.configure(settings.log_level, settings.log_format)
     serve(settings, host=host, port=port, workers=workers, threads=threads)
 
@@ -120,7 +169,7 @@ def worker(concurrency: int | None, queues: str | None, name: str | None) -> Non
     """A Celery worker running the analyses, against REDIS_URL."""
     from workers.celery_app import QueueLayout  # noqa: PLC0415
 
-    settings = Settings.from_env()
+    settings = _settings()
     layout = QueueLayout.from_settings(settings)
     chosen = [queue.strip() for queue in (queues or settings.worker_queues).split(",") if queue.strip()]
     unknown = sorted(set(chosen) - set(layout.queues))
@@ -255,7 +304,8 @@ def seeds_load(path: Path | None) -> None:
         source = path or settings.seeds_dir
         if not source.exists():
             raise click.ClickException(f"{source} (NEWSDESK_SEEDS_DIR) does not exist")
-        added, unchanged = add_seeds(Store.from_settings(settings), read_seeds(source))
+        with _redis_errors(settings):
+            added, unchanged = add_seeds(Store.from_settings(settings), read_seeds(source))
     except SeedFileError as error:
         raise click.ClickException(str(error)) from error
     click.echo(
@@ -269,10 +319,12 @@ def seeds_list(limit: int) -> None:
     """Print the stored seeds' ids and titles."""
     from newsdesk.store import Store  # noqa: PLC0415
 
-    store = Store.from_settings(_seed_store_settings())
-    for seed in store.list_seeds(limit=limit):
-        click.echo(f"{seed.id}\t{seed.title or ''}")
-    click.echo(f"{store.count_seeds()} seeds in all", err=True)
+    settings = _seed_store_settings()
+    store = Store.from_settings(settings)
+    with _redis_errors(settings):
+        for seed in store.list_seeds(limit=limit):
+            click.echo(f"{seed.id}\t{seed.title or ''}")
+        click.echo(f"{store.count_seeds()} seeds in all", err=True)
 
 
 @main.command()

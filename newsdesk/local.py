@@ -99,14 +99,16 @@ def run_local(
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
     with redis_for(settings, data_dir, explicit_url) as redis_url:
         local = Settings.from_env(redis_url=redis_url)
         added, unchanged = add_seeds(Store.from_settings(local), read_seeds(local.seeds_dir))
         log.info(
             "seeds loaded", extra={"added": added, "unchanged": unchanged, "folder": str(local.seeds_dir)}
         )
+        # From here a signal stops the children in order; until now it simply ends the start-up (and
+        # a Redis that cannot be reached, or a bad seed file, ends it with an error for the caller).
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
         env = {**os.environ, "REDIS_URL": redis_url}
         worker = _spawn(["worker", "--concurrency", str(concurrency)], env)
         api = _spawn(["api", "--host", host, "--port", str(port)], env)

@@ -23,7 +23,7 @@ _KEY_PREFIX = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
-def _redacted(url: str) -> str:
+def redacted(url: str) -> str:
     """A URL fit for an error message: its password replaced."""
     parts = urlsplit(url)
     if parts.password is None:
@@ -86,7 +86,7 @@ class Settings:
             "env": "REDIS_URL",
             "check": _redis_url,
             "allowed": "a redis:// or rediss:// URL",
-            "shown": _redacted,
+            "shown": redacted,
         },
     )
     key_prefix: str = field(
@@ -171,7 +171,7 @@ class Settings:
             "env": "NEWSDESK_RATE_LIMIT_STORAGE",
             "check": _rate_limit_storage,
             "allowed": "empty (REDIS_URL) or a `limits` storage URI such as redis://host:6379/1 or memory://",
-            "shown": _redacted,
+            "shown": redacted,
         },
     )
     # Reverse proxies in front of the API whose X-Forwarded-For/-Proto to believe (0: none). Behind a

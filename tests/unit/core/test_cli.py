@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,3 +37,74 @@ def test_a_stale_url_file_of_a_killed_run_is_ignored(tmp_path: Path) -> None:
     (tmp_path / URL_FILE).write_text(f"redis://127.0.0.1:{free_port()}/0\n", encoding="utf-8")
     assert running_embedded_url(tmp_path) is None
     assert running_embedded_url(tmp_path / "absent") is None
+
+
+def _one_error_line(output: str) -> str:
+    """The output's last line, checked to be click's one-line error and the only one of its kind."""
+    assert "Traceback" not in output
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert lines[-1].startswith("Error: "), output
+    return lines[-1]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("NEWSDESK_MAX_ATTEMPTS", "0"), ("NEWSDESK_ANALYSIS_QUEUES", "sentiment=stance"), ("REDIS_URL", "nope")],
+)
+def test_worker_refuses_a_bad_setting_in_one_line(name: str, value: str) -> None:
+    result = CliRunner().invoke(main, ["worker"], env={name: value})
+    assert result.exit_code == 2
+    assert isinstance(result.exception, SystemExit)  # not a ValueError escaping the command
+    assert _one_error_line(result.output).startswith(f"Error: {name}=")
+
+
+def test_run_without_its_seeds_folder_says_so(tmp_path: Path) -> None:
+    missing = tmp_path / "no-seeds"
+    result = CliRunner().invoke(
+        main, ["run", "--data-dir", str(tmp_path)], env={"NEWSDESK_SEEDS_DIR": str(missing)}
+    )
+    assert result.exit_code == 2
+    assert _one_error_line(result.output) == f"Error: {missing} (NEWSDESK_SEEDS_DIR) does not exist"
+    assert not (tmp_path / "redis").exists()  # refused before an embedded Redis was started
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [["run", "--port", "1"], ["seeds", "load"], ["seeds", "list"]],
+    ids=["run", "seeds load", "seeds list"],
+)
+def test_an_unreachable_redis_is_one_line(arguments: list[str], tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    (tmp_path / "a.txt").write_text("Words of a seed. And a second sentence.", encoding="utf-8")
+    env = {"REDIS_URL": f"redis://127.0.0.1:{port}/0", "NEWSDESK_SEEDS_DIR": str(tmp_path)}
+    result = CliRunner().invoke(main, arguments, env=env)
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit)
+    assert _one_error_line(result.output).startswith(f"Error: cannot reach Redis at 127.0.0.1:{port}/0: ")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("NEWSDESK_ANALYSIS_QUEUES", "sentiment=stance"),
+        ("REDIS_URL", "not a url"),
+        ("NEWSDESK_RATE_LIMIT_STORAGE", "redis://:hunter2@localhost:99999/0"),  # only building it tells
+    ],
+)
+def test_api_refuses_a_bad_setting_before_gunicorn_starts(name: str, value: str) -> None:
+    # A real process: before, gunicorn started and each of its processes failed with a traceback.
+    env = {**os.environ, name: value, "NEWSDESK_RATE_LIMIT": "600/minute"}
+    finished = subprocess.run(
+        [sys.executable, "-m", "newsdesk", "api", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert finished.returncode == 2, finished.stderr
+    assert "HaltServer" not in finished.stderr
+    line = _one_error_line(finished.stderr)
+    assert line.startswith(f"Error: {name}=")
+    assert "hunter2" not in finished.stderr
+    assert finished.stderr.strip() == line  # nothing else: no gunicorn start-up lines
