@@ -1,0 +1,65 @@
+"""pyproject.toml declares what the code imports, in versions that have what it uses."""
+
+from __future__ import annotations
+
+import ast
+import sys
+import tomllib
+from importlib.metadata import packages_distributions
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parents[3]
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+FIRST_PARTY = {"newsdesk", "service", "workers", "training", "tests"}
+
+
+def _requirements() -> dict[str, Requirement]:
+    listed = PROJECT["project"]["dependencies"] + [
+        entry for extra in PROJECT["project"]["optional-dependencies"].values() for entry in extra
+    ]
+    requirements = (Requirement(entry) for entry in listed)
+    return {canonicalize_name(req.name): req for req in requirements if req.name != "newsdesk"}
+
+
+def _imported_modules() -> set[str]:
+    """Top-level modules the packages import, at module level or inside functions."""
+    found: set[str] = set()
+    for package in ("newsdesk", "service", "workers"):
+        for file in (ROOT / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Import):
+                    found.update(alias.name.split(".")[0] for alias in node.names)
+                elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    found.add(node.module.split(".")[0])
+    return found - FIRST_PARTY - set(sys.stdlib_module_names)
+
+
+def test_every_imported_distribution_is_declared() -> None:
+    # A distribution that only arrives as another's dependency can leave, or move a major version,
+    # with that other's next release.
+    distributions = packages_distributions()
+    declared = set(_requirements())
+    missing = {
+        module: distributions.get(module)
+        for module in _imported_modules()
+        if not {canonicalize_name(name) for name in distributions.get(module, [])} & declared
+    }
+    assert not missing
+
+
+def test_declared_ranges_have_what_the_code_uses() -> None:
+    requirements = _requirements()
+    assert not requirements["click"].specifier.contains("8.1.8")  # progressbar(hidden=...) is 8.2's
+    assert not requirements["kombu"].specifier.contains("5.8.0")  # broker.py overrides its internals
+    assert not requirements["webargs"].specifier.contains("9.0.0")  # body.py overrides its internals
+
+
+def test_the_build_backend_reads_the_license_expression() -> None:
+    assert isinstance(PROJECT["project"]["license"], str)  # PEP 639: setuptools 77 or later
+    (setuptools,) = (
+        Requirement(entry) for entry in PROJECT["build-system"]["requires"] if entry.startswith("setuptools")
+    )
+    assert not setuptools.specifier.contains("76.1.0")
