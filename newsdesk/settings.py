@@ -203,6 +203,7 @@ class Settings:
     webhook_backoff_max: float = field(
         default=300.0, metadata={"env": "NEWSDESK_WEBHOOK_BACKOFF_MAX", "minimum": 0.1}
     )
+    # Seconds one delivery attempt may take in all (resolving, connecting, sending, the answer's head).
     webhook_timeout: float = field(default=10.0, metadata={"env": "NEWSDESK_WEBHOOK_TIMEOUT", "minimum": 0.1})
     log_level: str = field(default="INFO", metadata={"env": "NEWSDESK_LOG_LEVEL", "choices": _LOG_LEVELS})
     log_format: str = field(

@@ -9,21 +9,29 @@ SSRF guard: a callback may not reach private, loopback, link-local, multicast, r
 non-global addresses unless NEWSDESK_WEBHOOK_ALLOW_PRIVATE is on. A literal address is refused at
 submission; a host name is resolved at delivery, every address it resolves to is checked, and the
 request goes to the checked address (so a second DNS answer cannot point it elsewhere).
+
+Time and size: NEWSDESK_WEBHOOK_TIMEOUT bounds a whole delivery (resolving, connecting, sending and the
+answer's head), not each read; only the status line and headers of the answer are read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import ipaddress
 import json
 import re
 import socket
+import ssl
+import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+import httpcore
 import httpx
 
 from newsdesk.results import article_view
@@ -99,10 +107,14 @@ def literal_address(host: str) -> IPAddress | None:
     return None
 
 
-def resolve_checked(host: str, port: int, *, allow_private: bool) -> str:
-    """Resolve a host and check every address it has; returns the address to connect to."""
+def resolve_checked(host: str, port: int, *, allow_private: bool, within: float | None = None) -> str:
+    """Resolve a host and check every address it has; returns the address to connect to.
+
+    `within` seconds at most (TimeoutError after): the resolver's own timeouts and retries can take
+    longer than a whole delivery may.
+    """
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = _getaddrinfo(host, port, within)
     except socket.gaierror as error:
         raise OSError(f"cannot resolve {host}: {error}") from error
     addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
@@ -114,6 +126,32 @@ def resolve_checked(host: str, port: int, *, allow_private: bool) -> str:
             if reason:
                 raise WebhookRefused(f"{host} resolves to a {reason} address ({address})")
     return str(addresses[0])
+
+
+_AddrInfo = list[tuple[Any, Any, int, str, Any]]
+
+
+def _getaddrinfo(host: str, port: int, within: float | None) -> _AddrInfo:
+    """socket.getaddrinfo, given up after `within` seconds. getaddrinfo takes no timeout, so it runs in a
+    daemon thread that is left to finish on its own if it is late."""
+    if within is None:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    answer: list[_AddrInfo | BaseException] = []
+
+    def resolve() -> None:
+        try:
+            answer.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except BaseException as error:  # handed to the caller's thread
+            answer.append(error)
+
+    thread = threading.Thread(target=resolve, name="webhook-resolve", daemon=True)
+    thread.start()
+    thread.join(max(0.0, within))
+    if not answer:
+        raise TimeoutError(f"resolving {host} took longer than the delivery's timeout")
+    if isinstance(answer[0], BaseException):
+        raise answer[0]
+    return answer[0]
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -146,20 +184,37 @@ class Delivery:
     attempt: int
 
 
+# What a delivery that may work when tried again raises: httpcore's faults (they share no base class)
+# and the operating system's (a host that does not resolve, a refused connection).
+TRANSIENT_FAULTS: tuple[type[Exception], ...] = (
+    httpcore.TimeoutException,
+    httpcore.NetworkError,
+    httpcore.ProtocolError,
+    OSError,
+)
+
+
 def post(delivery: Delivery, *, secret: str, allow_private: bool, timeout: float) -> int:
-    """POST a delivery, signed; returns the status code. Raises WebhookRefused or httpx/OS errors."""
+    """POST a delivery, signed; returns the status code. All of it, from resolving the host to the
+    answer's headers, takes at most `timeout` seconds; the answer's body is not read.
+
+    Raises WebhookRefused, httpx.InvalidURL, or one of TRANSIENT_FAULTS.
+    """
+    deadline = time.monotonic() + timeout
     parts = urlsplit(delivery.url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise WebhookRefused("not an http(s) URL")
     host = parts.hostname
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    address = resolve_checked(host, port, allow_private=allow_private)
+    address = resolve_checked(host, port, allow_private=allow_private, within=deadline - time.monotonic())
     netloc = f"[{address}]" if ":" in address else address
-    pinned = urlunsplit((parts.scheme, f"{netloc}:{port}", parts.path or "/", parts.query, ""))
+    # httpx reads and percent-encodes the URL as it always did for these requests; httpcore sends them.
+    pinned = httpx.URL(urlunsplit((parts.scheme, f"{netloc}:{port}", parts.path or "/", parts.query, "")))
     body = json.dumps(delivery.payload, ensure_ascii=False).encode()
     timestamp = str(int(time.time()))
     headers = {
         "Content-Type": "application/json",
+        "Content-Length": str(len(body)),
         "Host": parts.netloc.rpartition("@")[2],
         "User-Agent": "newsdesk-webhook/1",
         TIMESTAMP_HEADER: timestamp,
@@ -168,10 +223,156 @@ def post(delivery: Delivery, *, secret: str, allow_private: bool, timeout: float
         ATTEMPT_HEADER: str(delivery.attempt),
     }
     # The connection goes to the address just checked; TLS still verifies the certificate for the host.
-    extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
-    with httpx.Client(timeout=timeout, follow_redirects=False) as client:
-        response = client.post(pinned, content=body, headers=headers, extensions=extensions)
-    return response.status_code
+    extensions: dict[str, Any] = {"timeout": dict.fromkeys(("connect", "read", "write", "pool"), timeout)}
+    if parts.scheme == "https":
+        extensions["sni_hostname"] = host
+    network = _DeadlineBackend(deadline)
+    try:
+        # httpcore, not httpx, because only it lets the network backend be chosen (a public interface):
+        # it is how every socket operation of the request gets the time left, not a timeout of its own.
+        with (
+            httpcore.ConnectionPool(
+                ssl_context=httpx.create_ssl_context(), network_backend=network, retries=0
+            ) as pool,
+            pool.stream(
+                "POST",
+                httpcore.URL(
+                    scheme=pinned.raw_scheme, host=pinned.raw_host, port=pinned.port, target=pinned.raw_path
+                ),
+                headers=list(headers.items()),
+                content=body,
+                extensions=extensions,
+            ) as response,
+        ):
+            # The status is all a delivery needs: leaving the block closes the connection with the body
+            # unread (at most what came in with the head), however large the receiver made it.
+            return response.status
+    finally:
+        network.close()
+
+
+_T = TypeVar("_T")
+_TIME_UP = "the webhook's timeout (NEWSDESK_WEBHOOK_TIMEOUT) ran out"
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's socket backend held to one deadline for a whole request.
+
+    httpcore's timeouts bound each socket operation (connecting, one read, one write) on its own, so a
+    receiver that sends a byte just inside each read timeout could hold a delivery for as long as it
+    liked. Here every operation gets at most the time left; and since one operation may make many
+    system calls (a send of a large buffer, a TLS handshake), each of which a slow peer can feed just in
+    time, a watchdog also shuts the connection down at the deadline, which ends any of them at once.
+    """
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self._sync = httpcore.SyncBackend()
+        self._watchdogs: list[_Watchdog] = []
+
+    def left(self, timeout: float | None, expired: type[Exception]) -> float:
+        """Seconds the next operation may take: its own timeout, or less when the deadline is nearer."""
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise expired(_TIME_UP)
+        return remaining if timeout is None else min(timeout, remaining)
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        stream = self._sync.connect_tcp(
+            host,
+            port,
+            timeout=self.left(timeout, httpcore.ConnectTimeout),
+            local_address=local_address,
+            socket_options=socket_options,
+        )
+        watchdog = _Watchdog(stream.get_extra_info("socket"), self.deadline - time.monotonic())
+        self._watchdogs.append(watchdog)
+        return _DeadlineStream(stream, self, watchdog)
+
+    def close(self) -> None:
+        for watchdog in self._watchdogs:
+            watchdog.close()
+
+
+class _Watchdog:
+    """Shuts a connection down (both ways) after `seconds`: a blocked send, receive or handshake on it
+    returns at once."""
+
+    def __init__(self, sock: socket.socket, seconds: float) -> None:
+        # A descriptor of our own for the same connection: TLS replaces (and detaches) the socket object
+        # httpcore holds, and ours cannot be closed, and its number reused, under the timer.
+        self._sock = sock.dup()
+        self._lock = threading.Lock()
+        self.fired = False
+        self._timer = threading.Timer(max(0.0, seconds), self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._sock.fileno() == -1:  # closed: the delivery is over
+                return
+            self.fired = True
+            with contextlib.suppress(OSError):  # the peer has already gone
+                self._sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._timer.cancel()
+        with self._lock:
+            self._sock.close()
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(
+        self, stream: httpcore.NetworkStream, backend: _DeadlineBackend, watchdog: _Watchdog
+    ) -> None:
+        self._stream = stream
+        self._backend = backend
+        self._watchdog = watchdog
+
+    def _within(
+        self, operation: Callable[[float], _T], timeout: float | None, expired: type[Exception]
+    ) -> _T:
+        """Run an operation with the time it may take; once the watchdog has ended the connection, what
+        the operation met (a reset, an end of stream) is reported as the timeout it is."""
+        try:
+            result = operation(self._backend.left(timeout, expired))
+        except Exception as error:
+            if self._watchdog.fired:
+                raise expired(_TIME_UP) from error
+            raise
+        if self._watchdog.fired:
+            raise expired(_TIME_UP)
+        return result
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._within(lambda left: self._stream.read(max_bytes, left), timeout, httpcore.ReadTimeout)
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._within(lambda left: self._stream.write(buffer, left), timeout, httpcore.WriteTimeout)
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        tls = self._within(
+            lambda left: self._stream.start_tls(ssl_context, server_hostname, left),
+            timeout,
+            httpcore.ConnectTimeout,
+        )
+        return _DeadlineStream(tls, self._backend, self._watchdog)
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +411,7 @@ def deliver_article(store: Store, settings: Settings, article_id: str, attempt: 
         outcome = Outcome("refused", str(refused))
     except httpx.InvalidURL as error:  # stored before the API checked for it; no retry will mend it
         outcome = Outcome("refused", f"Not a usable URL: {error}"[:300])
-    except (httpx.HTTPError, OSError) as error:
+    except TRANSIENT_FAULTS as error:
         outcome = Outcome("retry", f"{type(error).__name__}: {error}"[:300])
     else:
         outcome = Outcome("delivered") if 200 <= status < 300 else Outcome("retry", f"HTTP {status}")

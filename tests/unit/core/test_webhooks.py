@@ -3,15 +3,18 @@ receiver on loopback (allowed by configuration), with outcomes recorded on the a
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import ipaddress
 import json
+import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import fakeredis
+import httpcore
 import pytest
 
 from newsdesk import webhooks
@@ -237,3 +240,117 @@ def test_an_outcome_is_not_written_to_a_deleted_article() -> None:
     store.delete_article(article_id, "")
     store.record_webhook(article_id, "delivered", 1)
     assert client.keys("unit:article:*") == []
+
+
+class RawReceiver:
+    """A TCP listener on loopback that hands each connection to `serve` (in a thread): for receivers that
+    misbehave at the byte level, which an HTTP server library would not let a test do."""
+
+    def __init__(self, serve: Callable[[socket.socket], None]) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/hook"
+        self.serve = serve
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):  # the listener closed
+            while True:
+                conn, _ = self.listener.accept()
+                threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            self.serve(conn)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def read_request(conn: socket.socket) -> None:
+    """Read one request's head (its small JSON body may come with it or after; it is not needed)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return
+        data += chunk
+
+
+def a_delivery(url: str) -> webhooks.Delivery:
+    return webhooks.Delivery(url, {"id": "a"}, "a", 1)
+
+
+def test_the_timeout_bounds_the_whole_delivery_not_each_read() -> None:
+    # Each byte of the answer comes well inside the timeout, but the whole answer takes 6.75 s.
+    answer = b"HTTP/1.1 204 No Content\r\n\r\n"
+
+    def drip(conn: socket.socket) -> None:
+        read_request(conn)
+        for byte in answer:
+            conn.sendall(bytes([byte]))
+            time.sleep(0.25)
+
+    receiver = RawReceiver(drip)
+    try:
+        started = time.monotonic()
+        with pytest.raises(httpcore.TimeoutException):
+            webhooks.post(a_delivery(receiver.url), secret=SECRET, allow_private=True, timeout=1.0)
+        assert time.monotonic() - started < 1.6
+    finally:
+        receiver.close()
+
+
+def test_a_slow_receiver_is_a_failed_attempt_within_the_timeout() -> None:
+    def drip(conn: socket.socket) -> None:
+        read_request(conn)
+        for byte in b"HTTP/1.1 204 No Content\r\n\r\n":
+            conn.sendall(bytes([byte]))
+            time.sleep(0.2)
+
+    receiver = RawReceiver(drip)
+    try:
+        store = Store(fakeredis.FakeRedis(), "unit")
+        settings = Settings.from_env(
+            {}, webhook_secret=SECRET, webhook_allow_private=True, webhook_timeout=0.5
+        )
+        article_id = finished_article(store, receiver.url)
+        started = time.monotonic()
+        outcome = webhooks.deliver_article(store, settings, article_id, attempt=1)
+        assert time.monotonic() - started < 1.2
+        assert outcome.state == "retry"
+        assert "Timeout" in outcome.detail
+        assert store.webhook_state(article_id) == "queued"
+    finally:
+        receiver.close()
+
+
+def test_the_response_body_is_not_read() -> None:
+    # A receiver that answers 200 with 256 MB: only the status matters, so the client stops reading after
+    # the head and closes. What the receiver got out is then at most what the socket buffers held.
+    size = 256 * 2**20
+    sent: list[int] = []
+
+    def flood(conn: socket.socket) -> None:
+        read_request(conn)
+        conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n".encode())
+        chunk = bytes(2**16)
+        total = 0
+        try:
+            while total < size:
+                conn.sendall(chunk)
+                total += len(chunk)
+        finally:
+            sent.append(total)
+
+    receiver = RawReceiver(flood)
+    try:
+        status = webhooks.post(a_delivery(receiver.url), secret=SECRET, allow_private=True, timeout=5.0)
+        assert status == 200
+        deadline = time.monotonic() + 5
+        while not sent and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sent
+        assert sent[0] < 32 * 2**20
+    finally:
+        receiver.close()
