@@ -466,6 +466,22 @@ redis.call('HSET', KEYS[1], 'webhook', ARGV[2])
 return 1
 """
 
+# A delivery attempt begins. It is counted before its request is made, so an attempt whose worker dies
+# or is killed mid-request still counts, and this count (not a task's retry counter, which starts again
+# at 0 in a delivery the sweeper sends again) is what ends a webhook at NEWSDESK_WEBHOOK_MAX_ATTEMPTS.
+# Only an unsettled webhook (due or queued) gets an attempt. KEYS: article, watch list. ARGV: now (ms),
+# id. Returns {state, attempts}, the attempts including this one when it began; nil without a webhook.
+_START_WEBHOOK = """
+local state = redis.call('HGET', KEYS[1], 'webhook')
+if not state then return nil end
+if state ~= 'due' and state ~= 'queued' then
+  return {state, tonumber(redis.call('HGET', KEYS[1], 'webhook:attempts') or '0')}
+end
+local attempts = redis.call('HINCRBY', KEYS[1], 'webhook:attempts', 1)
+redis.call('ZADD', KEYS[2], 'XX', ARGV[1], ARGV[2])
+return {state, attempts}
+"""
+
 # A delivery's outcome, written only to an article that still exists (a plain HSET on a deleted one
 # would leave a stub hash without expiry). A webhook still to be delivered stays on the sweeper's watch
 # list with the time of this news; a settled one leaves it. KEYS: article, watch list. ARGV: state,
@@ -510,6 +526,7 @@ class Store:
         self._delete = client.register_script(_DELETE)
         self._webhook_state = client.register_script(_WEBHOOK_STATE)
         self._record_webhook = client.register_script(_RECORD_WEBHOOK)
+        self._start_webhook = client.register_script(_START_WEBHOOK)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -905,6 +922,17 @@ class Store:
     def move_webhook(self, article_id: str, expected: str, new: str) -> bool:
         """Set the webhook's state to `new` if it is `expected`; False otherwise (or no article)."""
         return bool(self._webhook_state(keys=[self._article_key(article_id)], args=[expected, new]))
+
+    def start_webhook(self, article_id: str) -> tuple[str, int] | None:
+        """Count a delivery attempt of an unsettled webhook: (its state, the attempt's number). A settled
+        one gets no attempt: (its state, the attempts it had). None when the article or webhook is gone."""
+        started = self._start_webhook(
+            keys=[self._article_key(article_id), self._webhooks_key], args=[_now_ms(), article_id]
+        )
+        if started is None:
+            return None
+        state, attempts = started
+        return _text(state), int(attempts)
 
     def record_webhook(self, article_id: str, state: str, attempts: int, error: str = "") -> None:
         """Record a delivery outcome on the article, unless it was deleted (or expired) meanwhile."""

@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import logging
 import re
 import socket
 import ssl
@@ -37,6 +38,8 @@ import httpx
 from newsdesk.results import article_view
 from newsdesk.settings import Settings
 from newsdesk.store import Store
+
+log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Newsdesk-Signature"
 TIMESTAMP_HEADER = "X-Newsdesk-Timestamp"
@@ -67,6 +70,54 @@ def blocked_reason(address: IPAddress) -> str | None:
     if not address.is_global:  # shared (100.64/10), documentation, benchmarking ranges and the like
         return "not globally routable"
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a callback URL points, in the form a request is made in."""
+
+    scheme: str  # http or https
+    host: str  # an address, or a name in ASCII (IDNA), as resolvers and the Host header take it
+    port: int
+    authority: str  # the Host header: the host, and the port when the URL names one
+    path: str
+    query: str
+
+
+# A name's labels after IDNA: letters, digits, hyphens (and underscores, which some hosts use).
+_NAME = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?")
+
+
+def callback_target(url: str) -> Target:
+    """Read a callback URL; WebhookRefused for one no request can be made to, whatever its address."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise WebhookRefused("Use an http or https URL with a host.")
+    try:
+        named_port = parts.port  # ValueError: not a number, or above 65535
+    except ValueError:
+        named_port = 0
+    if named_port == 0:
+        raise WebhookRefused("The port must be a number from 1 to 65535.")
+    host = parts.hostname  # lower case
+    if literal_address(host) is None:
+        # The form the resolver would make of it anyway (getaddrinfo encodes a str host with this same
+        # codec), made here so that a name it cannot encode is refused rather than an error at delivery.
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise WebhookRefused("The host is not a valid domain name.") from None
+        if not _NAME.fullmatch(host):
+            raise WebhookRefused("The host is not a valid domain name.")
+    bracketed = f"[{host}]" if ":" in host else host
+    return Target(
+        scheme=parts.scheme,
+        host=host,
+        port=named_port or (443 if parts.scheme == "https" else 80),
+        authority=bracketed if named_port is None else f"{bracketed}:{named_port}",
+        path=parts.path or "/",
+        query=parts.query,
+    )
 
 
 def check_callback_url(url: str, *, allow_private: bool) -> str | None:
@@ -201,21 +252,19 @@ def post(delivery: Delivery, *, secret: str, allow_private: bool, timeout: float
     Raises WebhookRefused, httpx.InvalidURL, or one of TRANSIENT_FAULTS.
     """
     deadline = time.monotonic() + timeout
-    parts = urlsplit(delivery.url)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise WebhookRefused("not an http(s) URL")
-    host = parts.hostname
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    address = resolve_checked(host, port, allow_private=allow_private, within=deadline - time.monotonic())
+    target = callback_target(delivery.url)
+    address = resolve_checked(
+        target.host, target.port, allow_private=allow_private, within=deadline - time.monotonic()
+    )
     netloc = f"[{address}]" if ":" in address else address
     # httpx reads and percent-encodes the URL as it always did for these requests; httpcore sends them.
-    pinned = httpx.URL(urlunsplit((parts.scheme, f"{netloc}:{port}", parts.path or "/", parts.query, "")))
+    pinned = httpx.URL(urlunsplit((target.scheme, f"{netloc}:{target.port}", target.path, target.query, "")))
     body = json.dumps(delivery.payload, ensure_ascii=False).encode()
     timestamp = str(int(time.time()))
     headers = {
         "Content-Type": "application/json",
         "Content-Length": str(len(body)),
-        "Host": parts.netloc.rpartition("@")[2],
+        "Host": target.authority,
         "User-Agent": "newsdesk-webhook/1",
         TIMESTAMP_HEADER: timestamp,
         SIGNATURE_HEADER: sign(secret, timestamp, body),
@@ -224,8 +273,8 @@ def post(delivery: Delivery, *, secret: str, allow_private: bool, timeout: float
     }
     # The connection goes to the address just checked; TLS still verifies the certificate for the host.
     extensions: dict[str, Any] = {"timeout": dict.fromkeys(("connect", "read", "write", "pool"), timeout)}
-    if parts.scheme == "https":
-        extensions["sni_hostname"] = host
+    if target.scheme == "https":
+        extensions["sni_hostname"] = target.host.removesuffix(".")  # SNI names carry no final dot
     network = _DeadlineBackend(deadline)
     try:
         # httpcore, not httpx, because only it lets the network backend be chosen (a public interface):
@@ -379,21 +428,41 @@ class _DeadlineStream(httpcore.NetworkStream):
 class Outcome:
     state: str  # delivered, retry, failed, refused, gone (the article no longer exists)
     detail: str = ""
+    attempt: int = 0  # the attempt's number (for a settled webhook, the attempts it had)
 
     @property
     def retry(self) -> bool:
         return self.state == "retry"
 
 
-def deliver_article(store: Store, settings: Settings, article_id: str, attempt: int) -> Outcome:
+def deliver_article(
+    store: Store,
+    settings: Settings,
+    article_id: str,
+    *,
+    interruptions: tuple[type[BaseException], ...] = (),
+) -> Outcome:
     """One delivery attempt of a finished article's webhook; the outcome is recorded on the article.
 
-    A 2xx answer is a delivery. Anything else (another status, a timeout, a connection error) is
-    retried until NEWSDESK_WEBHOOK_MAX_ATTEMPTS; an address the SSRF guard refuses is not retried.
+    A 2xx answer is a delivery. Anything else (another status, a timeout, a connection error, an
+    `interruption`: the task's time limit) is retried until NEWSDESK_WEBHOOK_MAX_ATTEMPTS; an address the
+    SSRF guard refuses, or a URL no request can be made to, is not retried. The attempt's number is
+    counted on the article as it begins, so neither a delivery sent again by the sweeper nor one whose
+    worker died mid-request starts the count over. A webhook that has settled is not sent again.
     """
     article = store.get_article(article_id)
     if article is None or not article.callback_url:
         return Outcome("gone")
+    started = store.start_webhook(article_id)
+    if started is None:
+        return Outcome("gone")
+    state, attempt = started
+    if state not in {"due", "queued"}:  # a message sent again after it settled (at-least-once)
+        return Outcome(state, "already settled", attempt)
+    if attempt > settings.webhook_max_attempts:
+        # The last attempt allowed began and never recorded its outcome: its worker died or was killed.
+        outcome = Outcome("failed", f"no attempt left after {attempt - 1} (NEWSDESK_WEBHOOK_MAX_ATTEMPTS)")
+        return _recorded(store, settings, article_id, attempt - 1, outcome)
     delivery = Delivery(article.callback_url, article_view(article), article_id, attempt)
     if not settings.webhook_secret:
         # The API takes no callback without a secret, but this worker may lack it (or it was removed
@@ -413,6 +482,13 @@ def deliver_article(store: Store, settings: Settings, article_id: str, attempt: 
         outcome = Outcome("refused", f"Not a usable URL: {error}"[:300])
     except TRANSIENT_FAULTS as error:
         outcome = Outcome("retry", f"{type(error).__name__}: {error}"[:300])
+    except interruptions as error:
+        outcome = Outcome("retry", f"the task's time limit ran out ({type(error).__name__})")
+    except Exception as error:
+        # Unforeseen, so logged with its trace; it still counts as a failed attempt, so that the webhook
+        # settles at the attempt limit instead of failing its task (and being sent again) without end.
+        log.exception("webhook delivery failed", extra={"article_id": article_id, "webhook_attempt": attempt})
+        outcome = Outcome("retry", f"{type(error).__name__}: {error}"[:300])
     else:
         outcome = Outcome("delivered") if 200 <= status < 300 else Outcome("retry", f"HTTP {status}")
     return _recorded(store, settings, article_id, attempt, outcome)
@@ -423,4 +499,4 @@ def _recorded(store: Store, settings: Settings, article_id: str, attempt: int, o
     if outcome.retry and attempt >= settings.webhook_max_attempts:
         outcome = Outcome("failed", outcome.detail)
     store.record_webhook(article_id, "queued" if outcome.retry else outcome.state, attempt, outcome.detail)
-    return outcome
+    return Outcome(outcome.state, outcome.detail, attempt)

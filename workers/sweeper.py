@@ -126,7 +126,9 @@ class Sweeper:
         (it failed, or its worker died first), `queued` ones whose message is neither waiting in the
         webhooks queue nor held by a worker (a worker died between claiming and sending, or a hard
         time-limit kill acknowledged it). A delivery sent twice is one receivers already expect:
-        delivery is at-least-once, with one delivery id."""
+        delivery is at-least-once, with one delivery id. The message sent again starts with no Celery
+        retries, but the attempts are counted on the article, so it goes on from them and a webhook
+        still settles at NEWSDESK_WEBHOOK_MAX_ATTEMPTS."""
         if self.on_finished is None or self.resend_webhook is None:
             return 0
         stale = self.store.stale_webhooks(self.settings.stuck_after)

@@ -128,14 +128,20 @@ def _dispatch_webhook(article_id: str) -> None:
 
 @app.task(name=WEBHOOK_TASK, bind=True, max_retries=None)
 def webhook_task(self: Task, article_id: str) -> None:
-    attempt = self.request.retries + 1
-    with logs.bound(task_id=self.request.id, article_id=article_id, webhook_attempt=attempt):
-        outcome = deliver_article(runtime.store, settings, article_id, attempt)
-        log.info("webhook", extra={"outcome": outcome.state, "detail": outcome.detail})
+    """One delivery attempt. Its number is counted on the article, not taken from Celery's retries: a
+    delivery the sweeper sends again is a new message, whose retries start at 0."""
+    with logs.bound(task_id=self.request.id, article_id=article_id):
+        # The soft time limit ends a delivery that outlives the task (its timeout is longer than the
+        # task's time limit): a failed attempt, retried like the others.
+        outcome = deliver_article(runtime.store, settings, article_id, interruptions=(SoftTimeLimitExceeded,))
+        log.info(
+            "webhook",
+            extra={"outcome": outcome.state, "detail": outcome.detail, "webhook_attempt": outcome.attempt},
+        )
         if outcome.retry:
             # The retry waits in a worker until due: keep it well inside the visibility timeout.
             cap = min(settings.webhook_backoff_max, settings.visibility_timeout / 2)
-            raise self.retry(countdown=backoff(attempt, settings.webhook_backoff, cap))
+            raise self.retry(countdown=backoff(outcome.attempt, settings.webhook_backoff, cap))
 
 
 @setup_logging.connect

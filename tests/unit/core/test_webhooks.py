@@ -153,10 +153,10 @@ def test_delivery_is_signed_retried_and_recorded(receiver: Receiver) -> None:
     article_id = finished_article(store, receiver.url)
     assert store.webhook_state(article_id) == "due"  # marked by the finish step
 
-    first = webhooks.deliver_article(store, settings, article_id, attempt=1)
+    first = webhooks.deliver_article(store, settings, article_id)
     assert first.state == "retry"
     assert first.detail == "HTTP 500"
-    second = webhooks.deliver_article(store, settings, article_id, attempt=2)
+    second = webhooks.deliver_article(store, settings, article_id)
     assert second.state == "delivered"
     assert store.webhook_state(article_id) == "delivered"
 
@@ -184,7 +184,7 @@ def test_attempts_run_out(receiver: Receiver) -> None:
         {}, webhook_secret=SECRET, webhook_allow_private=True, webhook_max_attempts=1
     )
     article_id = finished_article(store, receiver.url)
-    assert webhooks.deliver_article(store, settings, article_id, attempt=1).state == "failed"
+    assert webhooks.deliver_article(store, settings, article_id).state == "failed"
     assert store.webhook_state(article_id) == "failed"
 
 
@@ -192,10 +192,10 @@ def test_a_worker_without_the_secret_sends_nothing(receiver: Receiver) -> None:
     store = Store(fakeredis.FakeRedis(), "unit")
     settings = Settings.from_env({}, webhook_allow_private=True, webhook_max_attempts=2)
     article_id = finished_article(store, receiver.url)  # accepted when the API had a secret
-    outcome = webhooks.deliver_article(store, settings, article_id, attempt=1)
+    outcome = webhooks.deliver_article(store, settings, article_id)
     assert outcome.state == "retry"  # a worker that has the secret may send it
     assert "NEWSDESK_WEBHOOK_SECRET" in outcome.detail
-    assert webhooks.deliver_article(store, settings, article_id, attempt=2).state == "failed"
+    assert webhooks.deliver_article(store, settings, article_id).state == "failed"
     assert receiver.requests == []  # never signed with an empty key
 
 
@@ -205,7 +205,7 @@ def test_loopback_refused_at_delivery_unless_allowed(receiver: Receiver) -> None
     # A host name, so submission could not tell; delivery resolves it and refuses.
     url = receiver.url.replace("127.0.0.1", "localhost")
     article_id = finished_article(store, url)
-    outcome = webhooks.deliver_article(store, settings, article_id, attempt=1)
+    outcome = webhooks.deliver_article(store, settings, article_id)
     assert outcome.state == "refused"
     assert "loopback" in outcome.detail
     assert receiver.requests == []
@@ -217,7 +217,7 @@ def test_an_unusable_url_is_refused_not_retried(receiver: Receiver) -> None:
     store = Store(fakeredis.FakeRedis(), "unit")
     settings = Settings.from_env({}, webhook_secret=SECRET, webhook_allow_private=True)
     article_id = finished_article(store, receiver.url + "/\x00")
-    outcome = webhooks.deliver_article(store, settings, article_id, attempt=1)
+    outcome = webhooks.deliver_article(store, settings, article_id)
     assert outcome.state == "refused"
     assert "Not a usable URL" in outcome.detail
     assert store.webhook_state(article_id) == "refused"
@@ -229,7 +229,7 @@ def test_deleted_article_is_not_delivered(receiver: Receiver) -> None:
     settings = Settings.from_env({}, webhook_secret=SECRET, webhook_allow_private=True)
     article_id = finished_article(store, receiver.url)
     store.delete_article(article_id, "")
-    assert webhooks.deliver_article(store, settings, article_id, attempt=1).state == "gone"
+    assert webhooks.deliver_article(store, settings, article_id).state == "gone"
     assert receiver.requests == []
 
 
@@ -316,7 +316,7 @@ def test_a_slow_receiver_is_a_failed_attempt_within_the_timeout() -> None:
         )
         article_id = finished_article(store, receiver.url)
         started = time.monotonic()
-        outcome = webhooks.deliver_article(store, settings, article_id, attempt=1)
+        outcome = webhooks.deliver_article(store, settings, article_id)
         assert time.monotonic() - started < 1.2
         assert outcome.state == "retry"
         assert "Timeout" in outcome.detail
@@ -354,3 +354,65 @@ def test_the_response_body_is_not_read() -> None:
         assert sent[0] < 32 * 2**20
     finally:
         receiver.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.com:99999/in",  # the port is out of range (urlsplit's port raises ValueError)
+        "http://example.com:0/in",
+        f"http://{'é' * 60}.com/in",  # a label IDNA cannot encode in 63 characters (UnicodeError)
+        f"http://{'a' * 64}.com/in",
+        "http://exa..mple.com/in",  # an empty label
+    ],
+)
+@pytest.mark.parametrize("allow_private", [False, True])
+def test_a_url_no_request_can_be_made_to_is_refused_at_delivery(url: str, allow_private: bool) -> None:
+    # Such URLs were accepted before the API checked for them; they must settle, not fail the task.
+    store = Store(fakeredis.FakeRedis(), "unit")
+    settings = Settings.from_env({}, webhook_secret=SECRET, webhook_allow_private=allow_private)
+    article_id = finished_article(store, url)
+    outcome = webhooks.deliver_article(store, settings, article_id)
+    assert outcome.state == "refused"
+    assert store.webhook_state(article_id) == "refused"
+
+
+def test_a_host_name_is_sent_in_its_ascii_form() -> None:
+    target = webhooks.callback_target("https://Bücher.example:8443/in?x=1")
+    assert target.host == "xn--bcher-kva.example"
+    assert target.authority == "xn--bcher-kva.example:8443"
+    assert (target.port, target.path, target.query) == (8443, "/in", "x=1")
+    assert webhooks.callback_target("http://[::1]/").authority == "[::1]"
+    assert webhooks.callback_target("https://hooks.example.com/").port == 443
+
+
+def test_the_attempt_is_counted_in_the_store(receiver: Receiver) -> None:
+    receiver.fail_first = 10
+    store = Store(fakeredis.FakeRedis(), "unit")
+    settings = Settings.from_env(
+        {}, webhook_secret=SECRET, webhook_allow_private=True, webhook_max_attempts=3
+    )
+    article_id = finished_article(store, receiver.url)
+    outcomes = [webhooks.deliver_article(store, settings, article_id) for _ in range(3)]
+    assert [(o.state, o.attempt) for o in outcomes] == [("retry", 1), ("retry", 2), ("failed", 3)]
+    assert [h["X-Newsdesk-Attempt"] for h, _ in receiver.requests] == ["1", "2", "3"]
+    # A message sent again after the webhook settled (delivery is at-least-once) sends nothing more.
+    assert webhooks.deliver_article(store, settings, article_id).state == "failed"
+    assert len(receiver.requests) == 3
+
+
+def test_an_attempt_whose_outcome_was_never_recorded_still_counts(receiver: Receiver) -> None:
+    store = Store(fakeredis.FakeRedis(), "unit")
+    settings = Settings.from_env(
+        {}, webhook_secret=SECRET, webhook_allow_private=True, webhook_max_attempts=2
+    )
+    article_id = finished_article(store, receiver.url)
+    assert store.move_webhook(article_id, "due", "queued")
+    # Two attempts started and their worker died mid-request (or was killed at the hard time limit) each
+    # time: nothing was recorded, and the sweeper sent the delivery again.
+    for _ in range(2):
+        store.start_webhook(article_id)
+    outcome = webhooks.deliver_article(store, settings, article_id)
+    assert outcome.state == "failed"
+    assert store.webhook_state(article_id) == "failed"
+    assert receiver.requests == []
