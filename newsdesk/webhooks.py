@@ -109,6 +109,10 @@ def callback_target(url: str) -> Target:
             raise WebhookRefused("The host is not a valid domain name.") from None
         if not _NAME.fullmatch(host):
             raise WebhookRefused("The host is not a valid domain name.")
+        # An address spelt as a name ("127.0.0.1.", or in full-width digits, which IDNA maps to ASCII
+        # ones) is that address: resolvers do not read it so, and the SSRF guard must class it.
+        if literal_address(host.removesuffix(".")) is not None:
+            host = host.removesuffix(".")
     bracketed = f"[{host}]" if ":" in host else host
     return Target(
         scheme=parts.scheme,
@@ -121,15 +125,22 @@ def callback_target(url: str) -> Target:
 
 
 def check_callback_url(url: str, *, allow_private: bool) -> str | None:
-    """At submission: why this URL is refused, or None. Host names are checked at delivery."""
-    parts = urlsplit(url)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        return "Use an http or https URL with a host."
+    """At submission: why this URL is refused, or None. Host names are checked at delivery.
+
+    The host is judged in the form a delivery would use (callback_target's): so "localhost.",
+    "127.0.0.1." or a full-width "ｌｏｃａｌｈｏｓｔ" are the loopback names and addresses they stand for. A
+    URL no request can be made to is refused whether or not private addresses are allowed.
+    """
+    try:
+        target = callback_target(url)
+    except WebhookRefused as refused:
+        return str(refused)
     if allow_private:
         return None
-    address = literal_address(parts.hostname)
+    address = literal_address(target.host)
     if address is None:
-        if parts.hostname.lower() == "localhost" or parts.hostname.lower().endswith(".localhost"):
+        name = target.host.removesuffix(".")
+        if name == "localhost" or name.endswith(".localhost"):
             return "Callbacks to loopback addresses are not allowed."
         return None
     reason = blocked_reason(address)

@@ -416,3 +416,48 @@ def test_an_attempt_whose_outcome_was_never_recorded_still_counts(receiver: Rece
     assert outcome.state == "failed"
     assert store.webhook_state(article_id) == "failed"
     assert receiver.requests == []
+
+
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [
+        ("localhost.", "loopback"),  # the same name, fully qualified
+        ("api.localhost.", "loopback"),
+        ("127.0.0.1.", "loopback"),
+        ("2130706433.", "loopback"),
+        ("ｌｏｃａｌｈｏｓｔ", "loopback"),  # full-width: IDNA maps it to "localhost", as the resolver would
+        ("１２７.０.０.１", "loopback"),
+        ("10。0。0。1", "private"),  # ideographic full stops separate labels in IDNA
+    ],
+)
+def test_more_spellings_of_a_refused_host_are_refused_at_submission(host: str, reason: str) -> None:
+    url = f"http://{host}:8000/x"
+    assert (
+        webhooks.check_callback_url(url, allow_private=False)
+        == f"Callbacks to {reason} addresses are not allowed."
+    )
+    assert webhooks.check_callback_url(url, allow_private=True) is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.com:99999/in",
+        "http://example.com:0/in",
+        "http://example.com:http/in",
+        f"http://{'é' * 60}.com/in",
+        "http://exa..mple.com/in",
+        "http://exa!mple.com/in",
+    ],
+)
+@pytest.mark.parametrize("allow_private", [False, True])
+def test_a_url_no_request_can_be_made_to_is_refused_at_submission(url: str, allow_private: bool) -> None:
+    # Not an address rule: NEWSDESK_WEBHOOK_ALLOW_PRIVATE does not lift it.
+    assert webhooks.check_callback_url(url, allow_private=allow_private) is not None
+
+
+def test_an_address_spelt_as_a_name_is_called_as_the_address() -> None:
+    # Resolvers do not read "127.0.0.1." as an address; with private addresses allowed, the call goes there.
+    assert webhooks.callback_target("http://127.0.0.1.:8000/x").host == "127.0.0.1"
+    assert webhooks.callback_target("http://１２７.０.０.１/x").host == "127.0.0.1"
+    assert webhooks.callback_target("http://hooks.example.com./x").host == "hooks.example.com."

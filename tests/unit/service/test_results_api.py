@@ -395,6 +395,10 @@ def test_completion_is_announced_once_on_the_stream_and_channel(
         ("http://[::1]/in", False),
         ("http://169.254.169.254/latest", False),
         ("http://localhost/in", False),
+        ("http://localhost./in", False),
+        ("http://127.0.0.1./in", False),
+        ("http://example.com:99999/in", False),
+        (f"http://{'é' * 60}.com/in", False),
         ("ftp://example.com/in", False),
         ("https://hooks.example.com/in\x00", False),  # the HTTP client would refuse it only at delivery
         ("https://hooks.example.com/\x7fin", False),
