@@ -90,7 +90,10 @@ _NAME = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?")
 
 def callback_target(url: str) -> Target:
     """Read a callback URL; WebhookRefused for one no request can be made to, whatever its address."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed "[" of an IPv6 address
+        raise WebhookRefused("Not a URL.") from None
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise WebhookRefused("Use an http or https URL with a host.")
     try:

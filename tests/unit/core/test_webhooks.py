@@ -448,6 +448,7 @@ def test_more_spellings_of_a_refused_host_are_refused_at_submission(host: str, r
         f"http://{'é' * 60}.com/in",
         "http://exa..mple.com/in",
         "http://exa!mple.com/in",
+        "http://[::1/in",  # urlsplit raises ValueError
     ],
 )
 @pytest.mark.parametrize("allow_private", [False, True])
