@@ -83,7 +83,7 @@ def failing_receiver() -> Iterator[Receiver]:
 def test_a_delivery_sent_again_does_not_start_its_attempts_over(
     store: Store, failing_receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    configure(monkeypatch, webhook_max_attempts=3, webhook_backoff=0.01)
+    configure(monkeypatch, webhook_max_attempts=3, webhook_backoff=0.1)
     article_id = queued_webhook(store, failing_receiver.url)
     # Each call runs the task as a fresh message does (request.retries is 0), as when the sweeper sends a
     # delivery again: the attempts go on from the stored count and end at the limit.
