@@ -56,6 +56,11 @@ from workers.analysis.attribution import find_holder
             "U.S. State Department",
             "according to",
         ),
+        (
+            "According to Russian newspaper Vedomosti, the credits would repay Rosneft's loans.",
+            "Russian newspaper Vedomosti",
+            "according to",
+        ),
         # A US lawmaker's party and state stand between the name and the verb.
         ("Sen. Lindsey Graham, R-S.C., said Russia must pay.", "Sen. Lindsey Graham", "said"),
         ("Rep. Adam Schiff, D-Calif., said the Kremlin lied.", "Rep. Adam Schiff", "said"),
