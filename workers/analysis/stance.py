@@ -26,7 +26,9 @@ from workers.analysis.attribution import Holder, find_holder
 from workers.analysis.incidental import IncidentalUse, incidental_use
 from workers.analysis.text import Document, Sentence, prepare
 
-VERSION = "stance-4"  # 2: evidence names the sentiment holder; 3: incidental mentions; 4: more of them
+# 2: evidence names the sentiment holder; 3: incidental mentions; 4: more of them; 5: hyphenated mentions,
+# holder rules (abbreviations, party tags, newspapers)
+VERSION = "stance-5"
 
 Label = Literal["negative", "neutral", "positive", "not_mentioned"]
 MentionKind = Literal["name", "metonym", "person", "adjective"]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from workers.analysis.text import Document, Sentence, prepare
 
-VERSION = "summary-2"
+VERSION = "summary-3"  # 3: datelines before a colon are leads; hard-wrapped text read in paragraphs
 
 DEFAULT_SENTENCES = 3
 MAX_SENTENCES = 20
