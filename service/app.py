@@ -17,7 +17,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from newsdesk.settings import Settings
 from newsdesk.store import Store
 from service.app_context import Services, services
-from service.auth import ANONYMOUS, authenticate
+from service.auth import ANONYMOUS, identify, unauthorized
 from service.body import read_json_body
 from service.metrics import install_metrics
 from service.problems import Problem, ProblemApi
@@ -86,9 +86,14 @@ def create_app(
     api.register_blueprint(seeds.blp)
     api.register_blueprint(health.blp)
 
-    app.before_request(_before_request)  # before the limiter's: it needs the caller's key
+    # Flask runs these hooks in the order they are registered. The caller is identified first (the
+    # limit is per key), then the limiter counts the request, and only then may it be refused for its
+    # key or body: a refusal costs the client its budget like any request, so a client over its limit
+    # gets a 429 whatever else is wrong, and neither key guessing nor parsing bodies is unbounded.
+    app.before_request(_identify_caller)
     limiter = _rate_limiter(settings)
     limiter.init_app(app)
+    app.before_request(_check_key_and_body)
     app.register_error_handler(RateLimitExceeded, lambda error: _too_many_requests(limiter, error))
     app.after_request(_add_headers)
     install_metrics(app, app.extensions["newsdesk"])
@@ -100,7 +105,7 @@ def create_app(
 def _rate_limiter(settings: Settings) -> Limiter:
     """One budget per API key (or client address) across every /v1 route, counted in Redis."""
     return Limiter(
-        key_func=lambda: g.owner or request.remote_addr or "unknown",
+        key_func=_limit_key,
         application_limits=[settings.rate_limit] if settings.rate_limited else [],
         application_limits_exempt_when=lambda: not request.path.startswith("/v1/"),
         storage_uri=settings.rate_limit_storage or settings.redis_url,
@@ -130,13 +135,30 @@ def _too_many_requests(limiter: Limiter, error: RateLimitExceeded) -> Response:
     ).response()
 
 
-def _before_request() -> None:
+def _limit_key() -> str:
+    """A valid API key's own budget, else the client address's (no keys configured, or a missing or
+    wrong key: guesses are limited where they come from). The prefixes keep a key named like an
+    address from sharing that address's budget."""
+    owner = g.get("owner")
+    if owner:
+        return f"key:{owner}"
+    return f"address:{request.remote_addr or 'unknown'}"
+
+
+def _identify_caller() -> None:
     g.started = time.perf_counter()
     g.json_body = None
     g.owner = ANONYMOUS
     if not request.path.startswith("/v1/"):
         return  # health, docs, the OpenAPI document: open to all
-    g.owner = authenticate(request, services().api_keys)
+    g.owner = identify(request, services().api_keys)  # None: no valid key, refused after the limiter
+
+
+def _check_key_and_body() -> None:
+    if not request.path.startswith("/v1/"):
+        return
+    if g.owner is None:
+        raise unauthorized(request)
     # Only for a request that reached a route: an unknown path is a 404 whatever its body.
     if request.method in {"POST", "PUT", "PATCH"} and request.routing_exception is None:
         g.json_body = read_json_body(request)

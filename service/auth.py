@@ -33,19 +33,29 @@ def _unauthorized(detail: str) -> Problem:
     )
 
 
-def authenticate(request: Request, keys: Mapping[str, str]) -> str:
-    """The name of the key a request carries, or ANONYMOUS when no keys are configured."""
+def _bearer_token(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def identify(request: Request, keys: Mapping[str, str]) -> str | None:
+    """The name of the key a request carries, ANONYMOUS when no keys are configured, None without a
+    valid key. It never refuses: the rate limiter asks first, so that a refusal is counted too."""
     if not keys:
         return ANONYMOUS
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise _unauthorized("Send an API key as `Authorization: Bearer <key>`.")
-    digest = hash_key(token.strip())
+    token = _bearer_token(request)
+    if token is None:
+        return None
+    digest = hash_key(token)
     owner = None
     for name, expected in keys.items():  # every entry is compared, so timing does not reveal which matched
         if hmac.compare_digest(digest, expected):
             owner = name
-    if owner is None:
-        raise _unauthorized("The API key is not valid.")
     return owner
+
+
+def unauthorized(request: Request) -> Problem:
+    """The 401 for a request that `identify` found no valid key in."""
+    if _bearer_token(request) is None:
+        return _unauthorized("Send an API key as `Authorization: Bearer <key>`.")
+    return _unauthorized("The API key is not valid.")

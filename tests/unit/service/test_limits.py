@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fakeredis
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from newsdesk.settings import Settings
 from newsdesk.store import NewArticle, Store
@@ -73,3 +74,49 @@ def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget(
     # Not configured: the header is anybody's to write, so the proxy's own address is the client.
     direct = client_with(fake_redis, rate_limit="2/minute")
     assert [status(direct, f"203.0.113.{n}") for n in range(3)] == [200, 200, 429]
+
+
+def test_refused_requests_count_and_a_client_over_its_limit_gets_429_first(
+    fake_redis: fakeredis.FakeRedis,
+) -> None:
+    """A malformed, oversized or non-JSON body uses up the budget like any request: the limiter counts
+    before the body is read, so a client cannot have unlimited bodies parsed."""
+    client = client_with(fake_redis, rate_limit="2/minute", max_body_bytes=1024)
+    statuses = [
+        client.post("/v1/articles", data=b"{not json", content_type="application/json").status_code,
+        client.post("/v1/articles", data=b"x" * 2048, content_type="application/json").status_code,
+        client.post("/v1/articles", data=b"text", content_type="text/plain").status_code,
+        client.post("/v1/articles", json=ARTICLE).status_code,
+    ]
+    assert statuses == [400, 413, 429, 429]
+
+
+def test_wrong_api_keys_are_limited_by_address_and_do_not_spend_a_valid_keys_budget(
+    fake_redis: fakeredis.FakeRedis,
+) -> None:
+    client = client_with(fake_redis, rate_limit="2/minute", api_keys=f"a:{hash_key('key-a')}")
+
+    def get(authorization: str | None, address: str = "203.0.113.7") -> TestResponse:
+        headers = {"Authorization": authorization} if authorization else {}
+        return client.get("/v1/seeds", headers=headers, environ_base={"REMOTE_ADDR": address})
+
+    # Key guessing is bounded like any other request, with or without a key.
+    assert [get(f"Bearer guess-{n}").status_code for n in range(3)] == [401, 401, 429]
+    over = get(None)
+    assert over.status_code == 429
+    assert over.get_json()["type"] == "urn:newsdesk:problem:too-many-requests"
+    assert "Retry-After" in over.headers
+    assert get(None, address="198.51.100.9").status_code == 401  # another address: a budget of its own
+    # A valid key has its own budget, even from the address that used up its own guessing.
+    assert [get("Bearer key-a").status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_a_key_named_like_an_address_does_not_share_that_addresses_budget(
+    fake_redis: fakeredis.FakeRedis,
+) -> None:
+    client = client_with(fake_redis, rate_limit="1/minute", api_keys=f"203.0.113.7:{hash_key('key-a')}")
+    remote = {"REMOTE_ADDR": "203.0.113.7"}
+    wrong = client.get("/v1/seeds", headers={"Authorization": "Bearer wrong"}, environ_base=remote)
+    assert wrong.status_code == 401  # spends the address's one request
+    right = client.get("/v1/seeds", headers={"Authorization": "Bearer key-a"}, environ_base=remote)
+    assert right.status_code == 200
