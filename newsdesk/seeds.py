@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -9,26 +10,41 @@ from newsdesk.jsonl import RecordError, read_records, required
 from newsdesk.store import Seed, Store
 from workers.analysis.duplicates import sketch
 
+# The one rule for a seed id, wherever it comes from (POST /v1/seeds, a file name, a JSONL line): an id
+# is a path segment (/v1/seeds/<id>) and the listing's cursor (?after=<id>), so any other would be
+# listed but could be neither fetched nor paged past. \Z, not "$": "$" would let a final newline in.
+MAX_SEED_ID_CHARS = 128
+SEED_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.\-]{{0,{MAX_SEED_ID_CHARS - 1}}}\Z")
+SEED_ID_RULE = f"1-{MAX_SEED_ID_CHARS} letters, digits, '_', '.' or '-', starting with a letter or digit"
+
 
 class SeedFileError(ValueError):
     """A seed file or line that cannot be read; the message names it."""
+
+
+def _checked_id(seed_id: str, where: str) -> str:
+    if SEED_ID.match(seed_id) is None:
+        shown = seed_id if len(seed_id) <= 40 else seed_id[:40] + "..."
+        raise SeedFileError(f"{where}: {shown!r} is not a valid seed id (use {SEED_ID_RULE})")
+    return seed_id
 
 
 def read_seeds(path: Path) -> Iterator[Seed]:
     """Seeds from a folder of .txt files (id: the name without .txt) or a JSONL file of {id, title?, text}."""
     if path.is_dir():
         for file in sorted(path.glob("*.txt")):
+            seed_id = _checked_id(file.stem, str(file))
             try:
                 text = file.read_text(encoding="utf-8")
             except UnicodeDecodeError as error:
                 raise SeedFileError(f"{file}: not UTF-8 text ({error.reason})") from error
-            yield Seed(id=file.stem, text=text)
+            yield Seed(id=seed_id, text=text)
         return
     try:
         for number, record in read_records(path):
             where = f"{path}:{number}"
             yield Seed(
-                id=str(required(record, "id", (str, int), where)),
+                id=_checked_id(str(required(record, "id", (str, int), where)), where),
                 text=required(record, "text", str, where),
                 title=record.get("title"),
                 source=record.get("source"),

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from newsdesk.seeds import MAX_SEED_ID_CHARS, SEED_ID, SEED_ID_RULE
 from newsdesk.settings import MAX_BATCH_PAGE, Settings
 from workers.analysis.summary import MAX_SENTENCES
 from workers.analysis.text import has_words, prepare
 
 MAX_TEXT_CHARS = Settings.max_text_chars  # the documented default; NEWSDESK_MAX_TEXT_CHARS changes it
-SEED_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}\Z")  # \Z: "$" would let a final newline in
 
 
 def _has_words(value: str) -> None:
@@ -376,9 +375,7 @@ class BatchQuerySchema(WaitQuerySchema):
 # Seeds
 class SeedSubmissionSchema(StrictSchema):
     id = fields.String(
-        validate=validate.Regexp(
-            SEED_ID, error="Use 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit."
-        ),
+        validate=validate.Regexp(SEED_ID, error=f"Use {SEED_ID_RULE}."),
         metadata={"description": "Stable id; generated when absent. Re-posting an id replaces that seed."},
     )
     text = _text_field("The seed article")
@@ -399,7 +396,7 @@ class SeedSchema(SeedSummarySchema):
 
 class SeedListQuerySchema(StrictSchema):
     after = fields.String(
-        validate=validate.Length(max=128),
+        validate=validate.Length(max=MAX_SEED_ID_CHARS),
         metadata={"description": "Cursor: the last id of the previous page"},
     )
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))

@@ -8,7 +8,7 @@ from typing import Any
 import marshmallow as ma
 from flask.views import MethodView
 
-from newsdesk.seeds import add_seeds
+from newsdesk.seeds import MAX_SEED_ID_CHARS, add_seeds
 from newsdesk.store import Seed
 from service.app_context import services
 from service.body import Blueprint, check_text_length
@@ -70,7 +70,7 @@ class SeedResource(MethodView):
     @blp.problem(404, "No such seed")
     def get(self, seed_id: str) -> Any:
         """One seed with its text."""
-        seed = services().store.get_seed(seed_id) if len(seed_id) <= 128 else None
+        seed = services().store.get_seed(seed_id) if len(seed_id) <= MAX_SEED_ID_CHARS else None
         if seed is None:
             raise Problem(404, "seed-not-found", "Seed not found", f"No seed has the id {seed_id!r}.")
         return _seed_view(seed)

@@ -70,3 +70,27 @@ def test_a_new_title_or_source_replaces_the_old_one_without_a_new_sketch(store: 
     assert (seed.title, seed.source, seed.text) == ("New", None, text)
     assert sketches == [text]  # the text did not change, so neither did its sketch
     assert store.add_seeds([Seed("w1", text, "New", None)], sketch) == (0, 1)
+
+
+@pytest.mark.parametrize("name", ["x" * 129, "my story", "-dash", ".hidden", "caf\u00e9"])
+def test_a_file_name_that_is_not_a_seed_id_is_named(tmp_path: Path, name: str) -> None:
+    (tmp_path / "fine.txt").write_text("A fine seed.", encoding="utf-8")
+    (tmp_path / f"{name}.txt").write_text("A seed with an unusable name.", encoding="utf-8")
+    with pytest.raises(SeedFileError, match=r"\.txt: .*not a valid seed id"):
+        list(read_seeds(tmp_path))
+
+
+@pytest.mark.parametrize("seed_id", ["b/c", "x" * 150, "", " x", "x\n", -7, "a?b"])
+def test_a_jsonl_id_that_is_not_a_seed_id_names_the_line(tmp_path: Path, seed_id: object) -> None:
+    path = tmp_path / "seeds.jsonl"
+    rows = [{"id": "ok", "text": "Fine."}, {"id": seed_id, "text": "Unusable id."}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    with pytest.raises(SeedFileError, match=r"seeds\.jsonl:2: .*not a valid seed id"):
+        list(read_seeds(path))
+
+
+def test_the_longest_ids_and_every_allowed_character_are_read(tmp_path: Path) -> None:
+    longest = "A" + "z" * 127
+    (tmp_path / f"{longest}.txt").write_text("The longest id.", encoding="utf-8")
+    (tmp_path / "0_a.b-C.txt").write_text("Every kind of character.", encoding="utf-8")
+    assert [seed.id for seed in read_seeds(tmp_path)] == ["0_a.b-C", longest]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
 
 from newsdesk.embedded import free_port
+from newsdesk.seeds import SeedFileError, add_seeds, read_seeds
 from newsdesk.settings import Settings
 from newsdesk.store import Store
 from service.app import create_app
@@ -116,3 +119,38 @@ def test_openapi_document_and_docs_page(client: FlaskClient) -> None:
     assert asset.status_code == 200
     assert len(asset.data) > 100_000
     asset.close()
+
+
+@pytest.mark.parametrize(
+    "seed_id", ["wire-1", "A" + "z" * 127, "0_a.b-C", "7", "b/c", "x" * 150, "-x", "a b"]
+)
+def test_seed_files_and_the_api_take_the_same_ids(client: FlaskClient, tmp_path: Path, seed_id: str) -> None:
+    """An id read from a file is one the API can list, page past and fetch: one rule for both."""
+    path = tmp_path / "seeds.jsonl"
+    path.write_text(json.dumps({"id": seed_id, "text": "Talks resumed in Geneva."}) + "\n", encoding="utf-8")
+    try:
+        from_file = [seed.id for seed in read_seeds(path)]
+    except SeedFileError:
+        from_file = []
+    posted = client.post("/v1/seeds", json={"id": seed_id, "text": "Talks resumed in Geneva."})
+    assert (posted.status_code == 201) == (from_file == [seed_id])
+
+
+def test_seeds_loaded_from_files_page_and_fetch_through_the_api(
+    client: FlaskClient, store: Store, tmp_path: Path
+) -> None:
+    ids = ["A" + "z" * 127, "0_a.b-C", "wire-1"]
+    for seed_id in ids:
+        (tmp_path / f"{seed_id}.txt").write_text(f"Talks resumed in Geneva ({seed_id}).", encoding="utf-8")
+    add_seeds(store, read_seeds(tmp_path))
+    seen: list[str] = []
+    page = client.get("/v1/seeds?limit=1").get_json()
+    while True:
+        seen += [item["id"] for item in page["items"]]
+        if page["next"] is None:
+            break
+        after = client.get("/v1/seeds", query_string={"limit": 1, "after": page["next"]})
+        assert after.status_code == 200
+        page = after.get_json()
+    assert seen == sorted(ids)
+    assert all(client.get(f"/v1/seeds/{seed_id}").status_code == 200 for seed_id in ids)
