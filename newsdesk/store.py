@@ -231,13 +231,19 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def iso_utc(moment: datetime) -> str:
+    """The API's one form of a time: UTC to the millisecond, with a `Z` (2024-01-21T08:00:00.000Z).
+
+    `moment` must carry its time zone; one too near year 1 or 9999 to convert raises OverflowError."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_utc(datetime.now(UTC))
 
 
 def _iso(milliseconds: int) -> str:
-    moment = datetime.fromtimestamp(milliseconds / 1000, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_utc(datetime.fromtimestamp(milliseconds / 1000, UTC))
 
 
 def content_digest(payload: Mapping[str, Any]) -> str:
@@ -1043,7 +1049,7 @@ class Store:
                 _now_ms(),
                 json.dumps(block, ensure_ascii=False),
                 self.result_ttl,
-                expires.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                iso_utc(expires),
                 self.stream_maxlen,
                 self.prefix,
                 len(facets),
