@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import marshmallow as ma
@@ -41,6 +42,24 @@ class _JsonFloat(fields.Float):
         if not isinstance(value, int | float):
             raise self.make_error("invalid")
         return super()._validated(value)
+
+
+class _UtcDateTime(fields.AwareDateTime):
+    """An ISO 8601 time with its zone, taken as the instant it names, in UTC.
+
+    A time without a zone is refused (default_timezone=None), as it always was: whose ten o'clock
+    "2024-01-21T10:00:00" is cannot be known, and a guess would be stored as fact.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(format="iso", default_timezone=None, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dt.datetime:
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return moment.astimezone(dt.UTC)
+        except OverflowError as error:  # "0001-01-01T00:00:00+01:00" is in the year 0 in UTC
+            raise ma.ValidationError("Outside the years 1 to 9999 in UTC.") from error
 
 
 class StrictSchema(ma.Schema):
@@ -91,8 +110,11 @@ class ArticleSubmissionSchema(StrictSchema):
         metadata={"description": "Where the article was published"},
     )
     source = _short_text(200, "Outlet or feed name")
-    published_at = fields.AwareDateTime(
-        format="iso", default_timezone=None, metadata={"description": "ISO 8601 with a time zone"}
+    published_at = _UtcDateTime(
+        metadata={
+            "description": "ISO 8601 with a time zone (Z or an offset); returned in UTC to the millisecond "
+            "(2024-01-21T10:00:00+02:00 is returned as 2024-01-21T08:00:00.000Z)"
+        }
     )
     options = fields.Nested(OptionsSchema, load_default=dict)
     callback_url = fields.Url(

@@ -26,6 +26,7 @@ from newsdesk.store import (
     NewArticle,
     content_digest,
     is_store_id,
+    iso_utc,
 )
 from newsdesk.webhooks import check_callback_url
 from service.app_context import services
@@ -269,7 +270,7 @@ def new_article(submission: dict[str, Any], owner: str) -> NewArticle:
         title=submission.get("title"),
         url=submission.get("url"),
         source=submission.get("source"),
-        published_at=published.isoformat() if published else None,
+        published_at=iso_utc(published) if published else None,  # in UTC already: see the schema
         options=submission.get("options") or {},
         owner=owner,
         callback_url=submission.get("callback_url"),

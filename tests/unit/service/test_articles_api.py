@@ -53,7 +53,7 @@ def test_submit_stores_then_enqueues(client: FlaskClient, store: Store, queue: L
         "title": "Talks",
         "source": "Wire",
         "url": "https://example.com/a",
-        "published_at": "2024-01-21T10:00:00+09:00",
+        "published_at": "2024-01-21T01:00:00.000Z",  # UTC, like every time the API gives
     }
     assert article.options == {"summary_sentences": 2}
 
@@ -255,3 +255,46 @@ def test_chunked_body_of_exactly_the_limit_is_taken(
         environ_overrides={"wsgi.input_terminated": True},
     )
     assert response.status_code == status
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("2024-01-21T10:00:00Z", "2024-01-21T10:00:00.000Z"),
+        ("2024-01-21T10:00:00+00:00", "2024-01-21T10:00:00.000Z"),
+        ("2024-01-21T10:00:00+02:00", "2024-01-21T08:00:00.000Z"),
+        ("2024-01-21T01:30:00-05:30", "2024-01-21T07:00:00.000Z"),
+        ("2024-01-21T10:00:00.123456+00:00", "2024-01-21T10:00:00.123Z"),  # cut to milliseconds
+        ("2024-01-21T10:00Z", "2024-01-21T10:00:00.000Z"),
+        ("2024-01-01T00:30:00+01:00", "2023-12-31T23:30:00.000Z"),  # the UTC day is another day
+    ],
+)
+def test_published_at_comes_back_in_utc_with_milliseconds(
+    client: FlaskClient, given: str, stored: str
+) -> None:
+    article_id = post(client, {**ARTICLE, "published_at": given}).get_json()["id"]
+    view = client.get(f"/v1/articles/{article_id}").get_json()
+    assert view["published_at"] == stored
+    assert view["created_at"].endswith("Z")  # the form it shares with the API's own times
+    assert len(view["created_at"]) == len(stored)
+    batch = client.post("/v1/batches", json={"articles": [{**ARTICLE, "published_at": given}]})
+    assert batch.status_code == 202, batch.get_data(as_text=True)
+    batch_article = batch.get_json()["items"][0]["id"]
+    assert client.get(f"/v1/articles/{batch_article}").get_json()["published_at"] == stored
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "2024-01-21T10:00:00",  # no time zone: whose ten o'clock is unknown, so it is refused, not guessed
+        "2024-01-21",
+        "0001-01-01T00:00:00+01:00",  # before the year 1 in UTC: no time the API can write
+        "9999-12-31T23:30:00-01:00",  # after the year 9999 in UTC
+    ],
+)
+def test_published_at_that_has_no_utc_form_is_422(client: FlaskClient, store: Store, given: str) -> None:
+    problem = assert_problem(post(client, {**ARTICLE, "published_at": given}), 422, "validation-error")
+    assert [error["field"] for error in problem["errors"]] == ["published_at"]
+    batch = client.post("/v1/batches", json={"articles": [{**ARTICLE, "published_at": given}]})
+    assert batch.status_code == 422
+    assert store.list_article_ids() == []
