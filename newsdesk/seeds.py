@@ -54,5 +54,6 @@ def read_seeds(path: Path) -> Iterator[Seed]:
 
 
 def add_seeds(store: Store, seeds: Iterable[Seed]) -> tuple[int, int]:
-    """Sketch and store seeds; returns (added or changed, unchanged)."""
-    return store.add_seeds(seeds, sketch)
+    """Sketch and store seeds; returns (added or changed, unchanged). Every seed is read first, so that a
+    bad file or line (SeedFileError) stops the load before anything is stored."""
+    return store.add_seeds(list(seeds), sketch)

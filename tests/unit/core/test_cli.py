@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from click.testing import CliRunner
 from newsdesk.cli import main
 from newsdesk.embedded import free_port
 from newsdesk.local import URL_FILE, running_embedded_url
+from newsdesk.settings import Settings
+from newsdesk.store import Store
 
 
 def test_submit_to_no_service_says_so_without_a_traceback(tmp_path: Path) -> None:
@@ -108,3 +111,22 @@ def test_api_refuses_a_bad_setting_before_gunicorn_starts(name: str, value: str)
     assert line.startswith(f"Error: {name}=")
     assert "hunter2" not in finished.stderr
     assert finished.stderr.strip() == line  # nothing else: no gunicorn start-up lines
+
+
+def test_a_bad_seed_file_stops_the_load_before_anything_is_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    for number in range(501):  # more than one batch of the store's writes (500)
+        (tmp_path / f"good-{number:03}.txt").write_text(f"Diplomats met {number} times.", encoding="utf-8")
+    (tmp_path / "zzz bad id.txt").write_text("Talks resumed on Monday.", encoding="utf-8")
+    prefix = f"test-seedload-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("NEWSDESK_KEY_PREFIX", prefix)
+    result = CliRunner().invoke(main, ["seeds", "load", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "zzz bad id" in result.output
+    store = Store.from_settings(Settings.from_env())
+    try:
+        assert store.list_seeds(limit=10) == []  # not even the good files read before the bad one
+    finally:
+        store.redis.delete(*store.redis.keys(f"{prefix}:*") or ["-"])
