@@ -63,3 +63,16 @@ def test_the_build_backend_reads_the_license_expression() -> None:
         Requirement(entry) for entry in PROJECT["build-system"]["requires"] if entry.startswith("setuptools")
     )
     assert not setuptools.specifier.contains("76.1.0")
+
+
+def test_constraints_pin_every_declared_distribution_inside_its_range() -> None:
+    # make, the CI and the images install with -c constraints.txt: a dependency added to pyproject.toml
+    # without a pin would float, and a pin outside its range would stop every install.
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[canonicalize_name(name)] = version.strip()
+    for name, requirement in _requirements().items():
+        assert name in pins, name
+        assert requirement.specifier.contains(pins[name], prereleases=True), (name, pins[name])
