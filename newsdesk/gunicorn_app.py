@@ -50,7 +50,8 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 
     def load_config(self) -> None:
         for key, value in self.options.items():
-            self.cfg.set(key, value)
+            if key in self.cfg.settings:  # a setting of a newer gunicorn than the one installed is moot
+                self.cfg.set(key, value)
 
     def load(self) -> Any:
         return create_app(self.settings)
@@ -70,5 +71,8 @@ def serve(settings: Settings, *, host: str, port: int, workers: int, threads: in
             "logger_class": AppLogsRequests,
             # Each worker builds its own app (and Redis connections) after the fork.
             "preload_app": False,
+            # gunicorn 25+ opens a control socket at $HOME/.gunicorn/gunicorn.ctl, one path for every
+            # `newsdesk api` of the user on the host; nothing here uses it.
+            "control_socket_disable": True,
         },
     ).run()
