@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from types import FrameType
 
 import httpx
 import redis
@@ -18,7 +20,7 @@ import redis
 from newsdesk.embedded import EmbeddedRedis
 from newsdesk.seeds import add_seeds, read_seeds
 from newsdesk.settings import Settings
-from newsdesk.store import Store
+from newsdesk.store import Seed, Store
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,40 @@ log = logging.getLogger(__name__)
 # While `newsdesk run` runs its embedded Redis, the server's URL is in this file of its data folder, so
 # that `newsdesk seeds` run beside it (with no REDIS_URL) reaches the same Redis: its port is a free one.
 URL_FILE = "redis.url"
+# Held (flock) by the `newsdesk run` using a data folder for as long as it runs, so that a second one
+# cannot start a second redis-server on the same append-only files. It holds that run's pid, for the
+# message; the file is left in place (removing it would let a third run lock a new file beside it).
+LOCK_FILE = "run.lock"
+# Each stops the service in order: Ctrl-C, `kill`, and the hang-up of a closed terminal or lost SSH
+# session, which would otherwise end us at once and leave the children (in their own sessions) running.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class DataDirInUse(Exception):
+    """Another `newsdesk run` is using the data folder."""
+
+
+@contextlib.contextmanager
+def data_dir_lock(data_dir: Path) -> Iterator[None]:
+    """Hold the data folder for the block's duration, or raise DataDirInUse at once if another holds it.
+
+    The lock goes with our process, however it ends, so a killed run never leaves a stale one.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with (data_dir / LOCK_FILE).open("a+", encoding="utf-8") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "unknown"
+            raise DataDirInUse(
+                f"{data_dir} is in use by another `newsdesk run` (pid {holder}); "
+                "stop that one first, or give this one another --data-dir"
+            ) from None
+        lock.truncate(0)
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        yield
 
 
 @contextlib.contextmanager
@@ -34,7 +70,7 @@ def redis_for(settings: Settings, data_dir: Path, explicit_url: bool) -> Iterato
     if explicit_url:
         yield settings.redis_url
         return
-    with EmbeddedRedis(data_dir / "redis") as server:
+    with data_dir_lock(data_dir), EmbeddedRedis(data_dir / "redis") as server:
         log.info("embedded redis started", extra={"url": server.url, "data_dir": str(data_dir / "redis")})
         url_file = data_dir / URL_FILE
         url_file.write_text(server.url + "\n", encoding="utf-8")
@@ -64,16 +100,29 @@ def _spawn(arguments: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]
     return subprocess.Popen([sys.executable, "-m", "newsdesk", *arguments], env=env, start_new_session=True)
 
 
-def _wait_until_up(url: str, children: list[subprocess.Popen[bytes]], timeout: float = 60.0) -> None:
+def _wait_until_up(
+    url: str, children: list[subprocess.Popen[bytes]], stopping: Callable[[], bool], timeout: float = 60.0
+) -> bool:
+    """Whether the service came up (False: a stop was asked for first); RuntimeError if it cannot."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if stopping():
+            return False
         if any(child.poll() is not None for child in children):
             raise RuntimeError("a service process exited during start-up; see its log above")
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
-                return
+                return not stopping()
         time.sleep(0.25)
     raise RuntimeError(f"the service was not ready at {url} within {timeout:.0f} s")
+
+
+def _until(stopping: Callable[[], bool], seeds: Iterable[Seed]) -> Iterator[Seed]:
+    """The seeds, cut short by a stop request (a large folder takes a while; what was stored stays)."""
+    for seed in seeds:
+        if stopping():
+            return
+        yield seed
 
 
 def _stop(child: subprocess.Popen[bytes], timeout: float) -> None:
@@ -91,37 +140,63 @@ def run_local(
 ) -> int:
     """Start Redis (unless REDIS_URL is set), load the seeds, start a worker and the API.
 
-    Runs until a signal (Ctrl-C) or a child's exit, then stops everything in order.
+    Runs until a signal (Ctrl-C, SIGTERM, SIGHUP) or a child's exit, then stops everything in order: the
+    API (no new work), the worker (its running tasks finish and are saved), Redis last. A signal during
+    start-up stops what was started so far, as promptly.
     """
     stopping = False
 
-    def request_stop(signum: int, _frame: object) -> None:
+    def request_stop(_signum: int, _frame: FrameType | None) -> None:
+        # Only a flag, checked between the steps: an exception raised wherever the signal lands could
+        # leave a child started but not yet recorded, or cut the orderly stop short.
         nonlocal stopping
         stopping = True
 
+    def stop_requested() -> bool:
+        return stopping
+
+    previous = {signum: signal.signal(signum, request_stop) for signum in STOP_SIGNALS}
+    try:
+        _run(settings, host, port, data_dir, concurrency, explicit_url, stop_requested)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return 0 if stopping else 1
+
+
+def _run(
+    settings: Settings,
+    host: str,
+    port: int,
+    data_dir: Path,
+    concurrency: int,
+    explicit_url: bool,
+    stopping: Callable[[], bool],
+) -> None:
     with redis_for(settings, data_dir, explicit_url) as redis_url:
         local = Settings.from_env(redis_url=redis_url)
-        added, unchanged = add_seeds(Store.from_settings(local), read_seeds(local.seeds_dir))
+        seeds = _until(stopping, read_seeds(local.seeds_dir))
+        added, unchanged = add_seeds(Store.from_settings(local), seeds)
         log.info(
             "seeds loaded", extra={"added": added, "unchanged": unchanged, "folder": str(local.seeds_dir)}
         )
-        # From here a signal stops the children in order; until now it simply ends the start-up (and
-        # a Redis that cannot be reached, or a bad seed file, ends it with an error for the caller).
-        signal.signal(signal.SIGINT, request_stop)
-        signal.signal(signal.SIGTERM, request_stop)
+        if stopping():
+            return  # leaving the block stops Redis
         env = {**os.environ, "REDIS_URL": redis_url}
         worker = _spawn(["worker", "--concurrency", str(concurrency)], env)
         api = _spawn(["api", "--host", host, "--port", str(port)], env)
         children = [api, worker]
         url = f"http://{'127.0.0.1' if host in {'0.0.0.0', '::'} else host}:{port}"  # noqa: S104 - display only
         try:
-            _wait_until_up(url, children)
-            print(f"newsdesk is running at {url}  (API docs: {url}/docs; Ctrl-C stops it)", flush=True)
-            while not stopping and all(child.poll() is None for child in children):
-                time.sleep(0.2)
+            if _wait_until_up(url, children, stopping):
+                print(f"newsdesk is running at {url}  (API docs: {url}/docs; Ctrl-C stops it)", flush=True)
+                while not stopping() and all(child.poll() is None for child in children):
+                    time.sleep(0.2)
         except RuntimeError as error:
             print(f"newsdesk: {error}", file=sys.stderr)
         finally:
+            # In this order: the API stops taking requests, the worker finishes its running tasks (and
+            # writes their results to Redis), then Redis, still up until here, stops as the block ends.
+            log.info("stopping the API and the worker")
             _stop(api, 10)
             _stop(worker, local.task_time_limit + 5)
-    return 0 if stopping else 1

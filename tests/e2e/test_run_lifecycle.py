@@ -1,0 +1,180 @@
+"""`newsdesk run` as a terminal drives it: Ctrl-C, a hang-up, a second run on the same data, a stop
+during start-up. Each test runs a real `newsdesk run` (embedded Redis, in a temporary data folder) and
+signals its whole process group, as a terminal does, then checks which processes are left."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from newsdesk.embedded import EmbeddedRedis, free_port
+from newsdesk.local import URL_FILE
+from newsdesk.settings import Settings
+from newsdesk.store import Store
+from tests.conftest import SEEDS, ServiceProcess, wait_for
+
+pytestmark = pytest.mark.e2e
+
+SEED_TEXTS = [p.read_text(encoding="utf-8") for p in sorted(SEEDS.glob("*.txt"))]
+
+
+def children_of(pid: int) -> set[int]:
+    """The processes whose parent is `pid` (Linux: read from /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ")"
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited; only its parent's wait is missing
+
+
+class Run:
+    """A `newsdesk run` with its own port and data folder; `stop_all` kills whatever it left behind."""
+
+    def __init__(self, tmp_path: Path, name: str = "run", env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.data_dir = tmp_path / "data"
+        environment = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}  # the embedded default
+        environment.update(PYTHONUNBUFFERED="1", **(env or {}))
+        arguments = ["run", "--port", str(self.port), "--data-dir", str(self.data_dir), "--concurrency", "1"]
+        self.service = ServiceProcess(name, arguments, environment, tmp_path / f"{name}.log")
+        self.children: set[int] = set()
+
+    def start(self) -> Run:
+        self.service.start()
+        return self
+
+    def wait_running(self) -> None:
+        wait_for(
+            lambda: f"newsdesk is running at {self.url}" in self.service.log(),
+            60,
+            "newsdesk run",
+            self.service,
+        )
+        self.children = children_of(self.service.pid)  # redis-server, the worker, the API
+        assert len(self.children) == 3, self.children
+
+    def signal_group(self, sig: int) -> None:
+        """What a terminal does on Ctrl-C (SIGINT) or when it closes (SIGHUP): the whole foreground group."""
+        os.killpg(self.service.pid, sig)
+
+    def wait_exit(self, timeout: float) -> int:
+        assert self.service.process is not None
+        return self.service.process.wait(timeout)
+
+    def stop_all(self) -> None:
+        if self.service.alive():
+            self.children |= children_of(self.service.pid)
+        for pid in [self.service.pid, *self.children]:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)  # the child and its own children (gunicorn's, Celery's)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)  # one that is not the leader of a group
+        if self.service.process is not None:
+            self.service.process.wait()
+
+
+@pytest.fixture
+def runs() -> Iterator[list[Run]]:
+    started: list[Run] = []
+    yield started
+    for run in started:
+        run.stop_all()
+
+
+def test_ctrl_c_stops_redis_last_so_the_running_analysis_is_saved(tmp_path: Path, runs: list[Run]) -> None:
+    run = Run(tmp_path).start()
+    runs.append(run)
+    run.wait_running()
+    redis_url = (run.data_dir / URL_FILE).read_text().strip()
+    store = Store.from_settings(Settings.from_env({}, redis_url=redis_url))
+    article = "\n\n".join(SEED_TEXTS[i % len(SEED_TEXTS)] for i in range(40))  # a few seconds of stance
+    response = httpx.post(f"{run.url}/v1/articles", json={"text": article}, timeout=10)
+    assert response.status_code == 202, response.text
+    article_id = response.json()["id"]
+
+    def stance_running() -> bool:
+        stored = store.get_article(article_id)
+        return stored is not None and stored.analyses["stance"].status == "running"
+
+    wait_for(stance_running, 30, "the stance analysis to start", run.service)
+    run.signal_group(signal.SIGINT)
+    assert run.wait_exit(30) == 0, run.service.log()
+    assert not any(alive(pid) for pid in run.children), run.service.log()
+
+    redis_log = (run.data_dir / "redis" / "redis.log").read_text()
+    assert "Received SIGINT" not in redis_log  # the terminal's Ctrl-C did not reach Redis
+    assert "Received SIGTERM" in redis_log  # stopped by `newsdesk run`, after the others
+    # The worker finished the analysis it was running and wrote it before Redis stopped: the append-only
+    # file has it done (not "running", left for the sweeper or a redelivery after the next start).
+    with EmbeddedRedis(run.data_dir / "redis") as server:
+        stored = Store.from_settings(Settings.from_env({}, redis_url=server.url)).get_article(article_id)
+    assert stored is not None
+    assert stored.analyses["stance"].status == "done", stored.analyses["stance"]
+
+
+def test_a_hang_up_stops_everything(tmp_path: Path, runs: list[Run]) -> None:
+    run = Run(tmp_path).start()
+    runs.append(run)
+    run.wait_running()
+    run.signal_group(signal.SIGHUP)  # the terminal closed, or the SSH connection was lost
+    assert run.wait_exit(30) == 0, run.service.log()
+    assert not any(alive(pid) for pid in run.children), run.service.log()  # none left orphaned
+    assert "Received SIGTERM" in (run.data_dir / "redis" / "redis.log").read_text()
+
+
+def test_a_second_run_on_the_same_data_folder_is_refused_in_one_line(tmp_path: Path, runs: list[Run]) -> None:
+    first = Run(tmp_path).start()
+    runs.append(first)
+    first.wait_running()
+    second = Run(tmp_path, "run-2").start()  # the same data folder, another port
+    runs.append(second)
+    assert second.wait_exit(30) == 1
+    output = second.service.log()
+    assert "Traceback" not in output
+    assert output.strip().splitlines()[-1] == (
+        f"Error: {first.data_dir} is in use by another `newsdesk run` (pid {first.service.pid}); "
+        "stop that one first, or give this one another --data-dir"
+    )
+    redis_log = (first.data_dir / "redis" / "redis.log").read_text()
+    assert redis_log.count("Redis is starting") == 1  # no second redis-server on the same files
+    assert httpx.get(f"{first.url}/readyz", timeout=5).status_code == 200  # the first is undisturbed
+
+
+def test_ctrl_c_during_start_up_stops_everything_at_once(tmp_path: Path, runs: list[Run]) -> None:
+    # A worker that never starts (held in sitecustomize), so the service never becomes ready.
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    (hold / "sitecustomize.py").write_text(
+        'import sys, time\nif sys.argv[1:2] == ["worker"]:\n    time.sleep(600)\n', encoding="utf-8"
+    )
+    pythonpath = os.pathsep.join(filter(None, [str(hold), os.environ.get("PYTHONPATH")]))
+    run = Run(tmp_path, env={"PYTHONPATH": pythonpath}).start()
+    runs.append(run)
+    wait_for(
+        lambda: httpx.get(f"{run.url}/healthz", timeout=1).status_code == 200, 60, "the API", run.service
+    )
+    run.children = children_of(run.service.pid)
+    assert len(run.children) == 3, run.children
+    assert httpx.get(f"{run.url}/readyz", timeout=5).status_code == 503  # still starting up
+
+    run.signal_group(signal.SIGINT)
+    assert run.wait_exit(20) == 0, run.service.log()  # not after the 60 s start-up limit
+    assert "newsdesk is running" not in run.service.log()
+    assert not any(alive(pid) for pid in run.children), run.service.log()
