@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 
@@ -20,7 +20,7 @@ import redis
 from newsdesk.embedded import EmbeddedRedis
 from newsdesk.seeds import add_seeds, read_seeds
 from newsdesk.settings import Settings
-from newsdesk.store import Seed, Store
+from newsdesk.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -117,14 +117,6 @@ def _wait_until_up(
     raise RuntimeError(f"the service was not ready at {url} within {timeout:.0f} s")
 
 
-def _until(stopping: Callable[[], bool], seeds: Iterable[Seed]) -> Iterator[Seed]:
-    """The seeds, cut short by a stop request (a large folder takes a while; what was stored stays)."""
-    for seed in seeds:
-        if stopping():
-            return
-        yield seed
-
-
 def _stop(child: subprocess.Popen[bytes], timeout: float) -> None:
     if child.poll() is None:
         child.send_signal(signal.SIGTERM)  # a Celery worker finishes its running tasks on SIGTERM
@@ -175,8 +167,9 @@ def _run(
 ) -> None:
     with redis_for(settings, data_dir, explicit_url) as redis_url:
         local = Settings.from_env(redis_url=redis_url)
-        seeds = _until(stopping, read_seeds(local.seeds_dir))
-        added, unchanged = add_seeds(Store.from_settings(local), seeds)
+        added, unchanged = add_seeds(
+            Store.from_settings(local), read_seeds(local.seeds_dir), stopping=stopping
+        )
         log.info(
             "seeds loaded", extra={"added": added, "unchanged": unchanged, "folder": str(local.seeds_dir)}
         )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from newsdesk.jsonl import RecordError, read_records, required
@@ -53,7 +54,11 @@ def read_seeds(path: Path) -> Iterator[Seed]:
         raise SeedFileError(str(error)) from error
 
 
-def add_seeds(store: Store, seeds: Iterable[Seed]) -> tuple[int, int]:
+def add_seeds(
+    store: Store, seeds: Iterable[Seed], *, stopping: Callable[[], bool] = lambda: False
+) -> tuple[int, int]:
     """Sketch and store seeds; returns (added or changed, unchanged). Every seed is read first, so that a
-    bad file or line (SeedFileError) stops the load before anything is stored."""
-    return store.add_seeds(list(seeds), sketch)
+    bad file or line (SeedFileError) stops the load before anything is stored. Sketching is the slow part:
+    `stopping` is asked before each seed, and a stop leaves what was stored so far."""
+    every = list(seeds)
+    return store.add_seeds(itertools.takewhile(lambda _: not stopping(), every), sketch)

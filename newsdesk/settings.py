@@ -211,6 +211,8 @@ class Settings:
     )
 
     def __post_init__(self) -> None:
+        # Logging's level names are upper case; "info" or "debug" in the environment mean the same.
+        object.__setattr__(self, "log_level", self.log_level.upper())
         for spec in fields(self):
             _check(spec, getattr(self, spec.name))
         if self.visibility_timeout <= self.task_time_limit * 2:

@@ -128,6 +128,7 @@ _TOKEN = re.compile(r"[A-Za-z][\w\-.&]*[\w&]|[A-Za-z]|[’']s\b|[^\w\s]")
 # "non-U.S. citizens", "ex-Soviet".
 _HYPHENATED_PLACE = re.compile(r"-(?:based|headquartered|registered|listed|domiciled)\b")
 _HYPHENATED_ORIGIN = re.compile(r"-(?:born|bred|raised|educated|made|built|flagged|owned|speaking)\b")
+_DEMONYM_COMPOUND = re.compile(r"-[A-Z][a-z]+ans?\b")  # "a Russian-American journalist": a person's origin
 _NEGATED_ORIGIN = re.compile(r"\b(?:non|ex|Non|Ex)-$")
 
 
@@ -189,6 +190,8 @@ def _hyphenated_use(text: str, start: int, end: int) -> IncidentalUse | None:
     if _HYPHENATED_PLACE.match(text, end):
         return "place"
     if _HYPHENATED_ORIGIN.match(text, end) or _NEGATED_ORIGIN.search(text, max(0, start - 4), start):
+        return "origin"
+    if _DEMONYM.fullmatch(text, start, end) and _DEMONYM_COMPOUND.match(text, end):
         return "origin"
     return None
 

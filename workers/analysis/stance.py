@@ -150,6 +150,12 @@ def _alternation(phrases: list[str]) -> re.Pattern[str]:
     return re.compile(rf"(?<![\w.])(?:{body})(?!\w|\.\w)")
 
 
+# A word joined before "American" that makes a compound of its own: an identity ("Korean-American"), a
+# name ("Inter-American", "Pan-American"), "all-American", "un-American"; not a stance word ("anti-", "pro-")
+# nor "non-" or "ex-" (incidental.py reads those as origins).
+_IDENTITY_PREFIX = re.compile(r"(?<![\w.-])(?!(?:anti|pro|non|ex)-)[A-Za-z]+-\Z", re.IGNORECASE)
+
+
 def _alias_key(matched: str) -> str:
     """The alias as listed, from its spelling in the text (curly apostrophe, line break)."""
     return " ".join(matched.replace("’", "'").split())
@@ -167,6 +173,10 @@ def find_mentions(sentence_text: str, offset: int = 0) -> list[Mention]:
                 continue
             if shouting and match.group() in {"US", "UN"}:
                 continue  # "TELL US" in an all-caps headline is a pronoun
+            if match.group() in {"American", "Americans"} and _IDENTITY_PREFIX.search(
+                sentence_text, max(0, start - 40), start
+            ):
+                continue  # "African-American voters", "the Inter-American Development Bank", "un-American"
             kind = target.kinds[_alias_key(match.group())]
             incidental = incidental_use(sentence_text, start, end, kind)
             mentions.append(

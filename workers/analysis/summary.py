@@ -29,26 +29,25 @@ _LABEL = re.compile(r"^(?P<label>[^:]{1,40}?)\s?:\s")
 # message was clear:", "Jaishankar said:"), or a dateline in capitals ("NEW DELHI:", "MOSCOW, Jan 21:").
 _LABEL_VERB = re.compile(r"\b(?:said|says|told|was|were|is|are|added|wrote|stated|declared)\b")
 _DATELINE = re.compile(r"[A-Z][A-Z.'’ -]+(?:,\s+[A-Z][a-z]{2,}\.?\s+\d{1,2})?")
-_TEASER_LABELS = frozenset(
+# Words of a capitals label that make it a teaser, not a dateline ("JUST IN:", "TOP STORY:"); "NEW" alone too.
+_TEASER_WORDS = frozenset(
     [
         "WATCH",
-        "WATCH LIVE",
         "READ",
-        "READ MORE",
-        "ALSO READ",
-        "SEE",
-        "SEE ALSO",
-        "MORE",
         "VIDEO",
+        "VIDEOS",
+        "PHOTO",
         "PHOTOS",
+        "PICTURES",
         "LISTEN",
-        "UPDATE",
-        "UPDATED",
         "LIVE",
-        "LIVE UPDATES",
         "BREAKING",
-        "BREAKING NEWS",
-        "NEW",
+        "JUST",
+        "LATEST",
+        "ALERT",
+        "UPDATE",
+        "UPDATES",
+        "UPDATED",
         "EXCLUSIVE",
         "OPINION",
         "ANALYSIS",
@@ -56,8 +55,15 @@ _TEASER_LABELS = frozenset(
         "RELATED",
         "SPONSORED",
         "ADVERTISEMENT",
-        "EDITOR'S NOTE",
-        "FACT CHECK",
+        "EDITOR'S",
+        "NOTE",
+        "FACT",
+        "CHECK",
+        "TOP",
+        "MUST",
+        "MORE",
+        "ALSO",
+        "SEE",
     ]
 )
 _TOKEN = re.compile(r"[^\W\d_]{2,}")
@@ -262,10 +268,10 @@ def _is_candidate(text: str) -> bool:
 def _label_is_prose(label: str) -> bool:
     if _LABEL_VERB.search(label):
         return True
-    return (
-        _DATELINE.fullmatch(label) is not None
-        and " ".join(label.replace("’", "'").split()) not in _TEASER_LABELS
-    )
+    words = label.replace("’", "'").split()
+    if _DATELINE.fullmatch(label) is None or words == ["NEW"]:
+        return False
+    return not _TEASER_WORDS.intersection(word.strip(".,") for word in words)
 
 
 def _wanted_count(available: int, sentences: int | None, ratio: float | None) -> int:

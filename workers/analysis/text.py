@@ -271,6 +271,7 @@ HEADING_MAX_WORDS = 16
 _MIN_WRAPPED_LINES = 3
 _MAX_WRAP_WIDTH = 100
 _WRAP_SLACK = 15
+_MIN_LOWER_SHARE = 0.3  # of the lines inside paragraphs, followed by one that starts in lower case
 _LIST_ITEM = re.compile(r"(?:[-*•·–—]|\d{1,3}[.)])\s")
 
 
@@ -604,9 +605,10 @@ def _split_sentences(doc: Document) -> list[Sentence]:
 
 def _paragraphs(lines: list[str], *, wrapped: bool) -> list[tuple[str, str]]:
     """The lines grouped into paragraphs, each as written and as flowing text: the same characters, but
-    each line break inside the paragraph made spaces. A line carries on the one before it when it starts in
-    lower case after a line with no closing punctuation, or, in plain text that was hard-wrapped, when its
-    first word would not have fitted on that line. HTML is never hard-wrapped (`wrapped` False)."""
+    each line break inside the paragraph made spaces. In plain text (`wrapped`) a line carries on the one
+    before it when it starts in lower case after a line that ends no sentence, or, in text that was
+    hard-wrapped, when its first word would not have fitted on that line. HTML's lines are its block
+    elements, each a paragraph of its own."""
     bodies = [(line.splitlines() or [""])[0] for line in lines]
     width = _wrap_width(bodies) if wrapped else None
     paragraphs: list[tuple[str, str]] = []
@@ -615,7 +617,7 @@ def _paragraphs(lines: list[str], *, wrapped: bool) -> list[tuple[str, str]]:
     for index, (line, body) in enumerate(zip(lines, bodies, strict=True)):
         following = bodies[index + 1] if index + 1 < len(lines) else ""
         written.append(line)
-        if _continues(body, following, width):
+        if wrapped and _continues(body, following, width):
             flowing.append(body + " " * (len(line) - len(body)))
             continue
         flowing.append(line)
@@ -625,30 +627,46 @@ def _paragraphs(lines: list[str], *, wrapped: bool) -> list[tuple[str, str]]:
 
 
 def _wrap_width(bodies: list[str]) -> int | None:
-    """The width a text was hard-wrapped at, or None: most lines inside its paragraphs end within a word's
-    length of the longest, and that is a terminal's or an e-mail's width rather than a paragraph's."""
-    inside = [
-        len(body.rstrip())
-        for body, following in itertools.pairwise(bodies)
-        if body.strip() and following.strip()
-    ]
-    if len(inside) < _MIN_WRAPPED_LINES or max(inside) > _MAX_WRAP_WIDTH:
+    """The width a text was hard-wrapped at, or None. Wrapped prose has most of its lines inside
+    paragraphs, most of them ending within a word's length of the longest (at most a terminal's width),
+    and many followed by a line that goes on in lower case; tables, lists and headline blocks of text laid
+    out a paragraph per line do not."""
+    nonblank = sum(1 for body in bodies if body.strip())
+    inside = [(body.rstrip(), following.strip()) for body, following in itertools.pairwise(bodies)]
+    inside = [(body, following) for body, following in inside if body.strip() and following]
+    if len(inside) < _MIN_WRAPPED_LINES or 2 * len(inside) < nonblank:
         return None
-    width = max(inside)
-    filled = sum(1 for column in inside if column >= width - _WRAP_SLACK)
-    return width if 2 * filled >= len(inside) else None
+    width = max(len(body) for body, _ in inside)
+    filled = sum(1 for body, _ in inside if len(body) >= width - _WRAP_SLACK)
+    lower = sum(1 for _, following in inside if following[:1].islower())
+    if width > _MAX_WRAP_WIDTH or 2 * filled < len(inside) or _MIN_LOWER_SHARE * len(inside) > lower:
+        return None
+    return width
 
 
 def _continues(line: str, following: str, width: int | None) -> bool:
     """Whether the line `following` carries on the paragraph of `line` (see _paragraphs)."""
     text, next_text = line.rstrip(), following.strip()
-    if not text or not next_text or _LIST_ITEM.match(next_text):
+    if not text or not next_text:
         return False
     if len(following) - len(following.lstrip()) > len(line) - len(line.lstrip()):
         return False  # an indented line opens a paragraph
-    if next_text[:1].islower() and not _SENTENCE_END.search(text) and not text.endswith(":"):
-        return True
-    return width is not None and len(text) + 1 + len(next_text.split(None, 1)[0]) > width
+    ends = _ends_sentence(text)
+    if _LIST_ITEM.match(next_text) and (ends or text.endswith(":") or _LIST_ITEM.match(text.lstrip())):
+        return False  # a list goes on; "15." or a dash after a line cut mid-sentence is wrapped prose
+    if ends:
+        return False
+    return next_text[:1].islower() or (
+        width is not None and len(text) + 1 + len(next_text.split()[0]) > width
+    )
+
+
+def _ends_sentence(text: str) -> bool:
+    """Whether a line ends with a sentence's closing punctuation (not a title's period: "... said Mr.")."""
+    if not _SENTENCE_END.search(text):
+        return False
+    last = text.rsplit(None, 1)[-1].rstrip("\"'”’)]").rstrip(".").lower()
+    return last not in _TITLE_ABBREVIATIONS and len(last) > 1
 
 
 def _break_before_titles(line: str, offsets: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -64,6 +64,8 @@ def scorer() -> LexiconScorer:
             {"russia": ["Russia", "Russia", "Russian"], "us": ["US", "American"]},
         ),
         ("U.S.-Russian talks on a UN-run school.", {"us": ["U.S."], "russia": ["Russian"], "un": ["UN"]}),
+        # "American" in a compound of its own is no mention; "anti-American" is.
+        ("African-American voters, the Inter-American Development Bank and un-American acts.", {}),
         # A curly apostrophe, a line break or a double space inside a phrase.
         ("He won the America’s Cup; Hunter Biden and Jill Biden watched.", {}),
         ("The UN Security\nCouncil met.", {"un": ["UN Security\nCouncil"]}),
@@ -221,5 +223,6 @@ def test_a_place_or_origin_joined_by_a_hyphen_is_incidental() -> None:
         "origin",
     ]
     assert [m.incidental for m in find_mentions("A 104 mln U.S.-dlr bid.")] == ["market"]
+    assert [m.incidental for m in find_mentions("A Russian-American journalist.")] == ["origin"]
     # A compound that names the state as an actor keeps it one.
     assert [m.incidental for m in find_mentions("Kremlin-linked hackers and US-Japan talks.")] == [None, None]

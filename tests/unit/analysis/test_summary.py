@@ -129,3 +129,15 @@ def test_a_dateline_or_a_clause_before_a_colon_is_no_teaser_label(lead: str) -> 
     )
     assert summarize(text, sentences=1).sentences[0].text == lead
     assert summarize(f"BREAKING: {text}", sentences=1).sentences[0].text != f"BREAKING: {lead}"
+
+
+@pytest.mark.parametrize(
+    "label", ["JUST IN", "LATEST", "READ ALSO", "WATCH VIDEO", "TOP STORY", "NEW", "EDITOR’S NOTE"]
+)
+def test_a_teaser_label_in_capitals_is_no_dateline(label: str) -> None:
+    teaser = f"{label}: India and Russia on Tuesday signed a defence agreement worth ten billion dollars."
+    text = (
+        f"{teaser} The agreement covers joint production of helicopters and spare parts for fighter jets. "
+        "Officials said the deal would be ratified by both parliaments before the end of the year."
+    )
+    assert summarize(text, sentences=1).sentences[0].text != teaser

@@ -292,10 +292,12 @@ def test_hard_wrapped_text_is_read_in_paragraphs(path: Path, width: int) -> None
             "The deal includes\nsanctions relief for Moscow.",
             ["The deal includes\nsanctions relief for Moscow."],
         ),
+        # HTML's lines are its blocks: a headline, list items and table cells stay apart.
         (
-            "<p>The U.S. condemned<br>the strike on Tuesday.</p>",
-            ["The U.S. condemned the strike on Tuesday."],
+            "<h1>Apple defies Russia ban</h1><p>iPhone sales rose.</p>",
+            ["Apple defies Russia ban", "iPhone sales rose."],
         ),
+        ("<ul><li>sanctions on banks</li><li>export bans</li></ul>", ["sanctions on banks", "export bans"]),
         # Headlines, list items and paragraphs of text that is not wrapped stay apart.
         (
             "Russia and US agree\nThe two sides met in Geneva.",

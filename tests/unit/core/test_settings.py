@@ -179,3 +179,7 @@ def test_every_setting_declares_what_it_takes() -> None:
 
 def test_the_summary_limit_is_the_analysis_limit() -> None:
     assert MAX_SUMMARY_SENTENCES == MAX_SENTENCES
+
+
+def test_log_level_names_are_taken_in_any_case() -> None:
+    assert Settings.from_env({"NEWSDESK_LOG_LEVEL": "debug"}).log_level == "DEBUG"
