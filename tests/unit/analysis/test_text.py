@@ -292,6 +292,19 @@ def test_hard_wrapped_text_is_read_in_paragraphs(path: Path, width: int) -> None
             "The deal includes\nsanctions relief for Moscow.",
             ["The deal includes\nsanctions relief for Moscow."],
         ),
+        # A table's rows in text laid out a paragraph per line are not hard-wrapped prose.
+        (
+            "The economy grew last year.\n\nKey figures\nGDP growth, year on year 5.5 percent\n"
+            "Inflation, year on year 8.6 percent\nUnemployment rate 2.4 percent\n\nRates stay on hold.",
+            [
+                "The economy grew last year.",
+                "Key figures",
+                "GDP growth, year on year 5.5 percent",
+                "Inflation, year on year 8.6 percent",
+                "Unemployment rate 2.4 percent",
+                "Rates stay on hold.",
+            ],
+        ),
         # HTML's lines are its blocks: a headline, list items and table cells stay apart.
         (
             "<h1>Apple defies Russia ban</h1><p>iPhone sales rose.</p>",
