@@ -108,7 +108,7 @@ def main() -> None:
 @click.option("--concurrency", default=None, type=int, help="Worker processes [NEWSDESK_WORKER_CONCURRENCY].")
 def run(host: str, port: int, data_dir: Path, concurrency: int | None) -> None:
     """Everything on this machine: Redis (embedded unless REDIS_URL is set), seeds, a worker and the API."""
-    from newsdesk.local import DataDirInUse, run_local  # noqa: PLC0415 - keeps `newsdesk --help` fast
+    from newsdesk.local import CannotStart, run_local  # noqa: PLC0415 - keeps `newsdesk --help` fast
     from newsdesk.seeds import SeedFileError  # noqa: PLC0415
 
     settings = _settings()
@@ -125,7 +125,7 @@ def run(host: str, port: int, data_dir: Path, concurrency: int | None) -> None:
                 concurrency=concurrency or settings.worker_concurrency,
                 explicit_url=bool(os.environ.get("REDIS_URL")),
             )
-    except (SeedFileError, DataDirInUse) as error:
+    except (SeedFileError, CannotStart) as error:
         raise click.ClickException(str(error)) from error
     sys.exit(status)
 
@@ -137,7 +137,7 @@ def run(host: str, port: int, data_dir: Path, concurrency: int | None) -> None:
     "--workers",
     default=2,
     show_default=True,
-    type=int,
+    type=click.IntRange(min=1),
     envvar="NEWSDESK_API_PROCESSES",
     help="gunicorn processes",
 )
@@ -145,7 +145,7 @@ def run(host: str, port: int, data_dir: Path, concurrency: int | None) -> None:
     "--threads",
     default=8,
     show_default=True,
-    type=int,
+    type=click.IntRange(min=1),
     envvar="NEWSDESK_API_THREADS",
     help="threads per process",
 )

@@ -31,10 +31,11 @@ def free_port() -> int:
 class EmbeddedRedis:
     """A private redis-server on 127.0.0.1 with AOF persistence under `data_dir`."""
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, pass_fds: tuple[int, ...] = ()) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self.pass_fds = pass_fds  # held open by the server for as long as it runs (a lock: local.py)
 
     @property
     def url(self) -> str:
@@ -67,7 +68,11 @@ class EmbeddedRedis:
         # the whole foreground process group) or a hang-up must not stop Redis under the API and worker
         # still draining into it. Whoever started it stops it, last, with stop().
         self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            pass_fds=self.pass_fds,
         )
         with redis.Redis(port=self.port, socket_connect_timeout=0.2) as client:
             deadline = time.monotonic() + timeout

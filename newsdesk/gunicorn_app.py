@@ -7,7 +7,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger
 
-from newsdesk.settings import Settings
+from newsdesk.settings import API_GRACEFUL_TIMEOUT, Settings
 from service.app import create_app
 
 
@@ -66,7 +66,7 @@ def serve(settings: Settings, *, host: str, port: int, workers: int, threads: in
             "worker_class": "gthread",
             "threads": threads,
             "timeout": 30,
-            "graceful_timeout": 20,
+            "graceful_timeout": API_GRACEFUL_TIMEOUT,
             "logconfig_dict": log_config(settings),
             "logger_class": AppLogsRequests,
             # Each worker builds its own app (and Redis connections) after the fork.

@@ -7,10 +7,12 @@ import fcntl
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -19,7 +21,7 @@ import redis
 
 from newsdesk.embedded import EmbeddedRedis
 from newsdesk.seeds import add_seeds, read_seeds
-from newsdesk.settings import Settings
+from newsdesk.settings import API_GRACEFUL_TIMEOUT, Settings
 from newsdesk.store import Store
 
 log = logging.getLogger(__name__)
@@ -37,45 +39,56 @@ LOCK_FILE = "run.lock"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-class DataDirInUse(Exception):
-    """Another `newsdesk run` is using the data folder."""
+class CannotStart(Exception):
+    """`newsdesk run` cannot start: its data folder or its port is taken; the message says which."""
 
 
 @contextlib.contextmanager
-def data_dir_lock(data_dir: Path) -> Iterator[None]:
-    """Hold the data folder for the block's duration, or raise DataDirInUse at once if another holds it.
-
-    The lock goes with our process, however it ends, so a killed run never leaves a stale one.
+def data_dir_lock(data_dir: Path) -> Iterator[int]:
+    """Hold the data folder for the block's duration, or raise CannotStart at once if another holds it.
+    Yields the lock's descriptor: every child is given it, so that the lock lasts as long as the last of
+    them (a `newsdesk run` killed with SIGKILL leaves its Redis, API and worker running, and them locked).
     """
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with (data_dir / LOCK_FILE).open("a+", encoding="utf-8") as lock:
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        lock = (data_dir / LOCK_FILE).open("a+", encoding="utf-8")
+    except OSError as error:
+        raise CannotStart(f"{data_dir} cannot be the data folder: {error.strerror or error}") from error
+    with lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             lock.seek(0)
             holder = lock.read().strip() or "unknown"
-            raise DataDirInUse(
-                f"{data_dir} is in use by another `newsdesk run` (pid {holder}); "
-                "stop that one first, or give this one another --data-dir"
+            raise CannotStart(
+                f"{data_dir} is in use by another `newsdesk run` or the processes it started (pid {holder} "
+                "started them); stop those first, or give this one another --data-dir"
             ) from None
         lock.truncate(0)
         lock.write(f"{os.getpid()}\n")
         lock.flush()
-        yield
+        yield lock.fileno()
+
+
+@dataclass(frozen=True)
+class LocalRedis:
+    url: str
+    server: subprocess.Popen[bytes] | None  # the embedded server, watched like the other children
+    pass_fds: tuple[int, ...]  # the data folder's lock, for the children to hold too
 
 
 @contextlib.contextmanager
-def redis_for(settings: Settings, data_dir: Path, explicit_url: bool) -> Iterator[str]:
-    """The Redis URL to use: the configured one, or an embedded server's for the block's duration."""
+def redis_for(settings: Settings, data_dir: Path, explicit_url: bool) -> Iterator[LocalRedis]:
+    """The Redis to use: the configured one, or an embedded server for the block's duration."""
     if explicit_url:
-        yield settings.redis_url
+        yield LocalRedis(settings.redis_url, None, ())
         return
-    with data_dir_lock(data_dir), EmbeddedRedis(data_dir / "redis") as server:
+    with data_dir_lock(data_dir) as lock, EmbeddedRedis(data_dir / "redis", pass_fds=(lock,)) as server:
         log.info("embedded redis started", extra={"url": server.url, "data_dir": str(data_dir / "redis")})
         url_file = data_dir / URL_FILE
         url_file.write_text(server.url + "\n", encoding="utf-8")
         try:
-            yield server.url
+            yield LocalRedis(server.url, server.process, (lock,))
         finally:
             url_file.unlink(missing_ok=True)
 
@@ -95,9 +108,22 @@ def running_embedded_url(data_dir: Path) -> str | None:
     return None  # left behind by a run that was killed
 
 
-def _spawn(arguments: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+def _spawn(arguments: list[str], env: dict[str, str], pass_fds: tuple[int, ...]) -> subprocess.Popen[bytes]:
     # Each child gets its own process group, so a Ctrl-C reaches us alone and we stop them in order.
-    return subprocess.Popen([sys.executable, "-m", "newsdesk", *arguments], env=env, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "newsdesk", *arguments], env=env, start_new_session=True, pass_fds=pass_fds
+    )
+
+
+def _check_port(host: str, port: int) -> None:
+    """CannotStart if the API's address is taken: its /readyz would be another service's answer."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise CannotStart(f"{host}:{port} is not free for the API: {error.strerror or error}") from error
 
 
 def _wait_until_up(
@@ -165,8 +191,9 @@ def _run(
     explicit_url: bool,
     stopping: Callable[[], bool],
 ) -> None:
-    with redis_for(settings, data_dir, explicit_url) as redis_url:
-        local = Settings.from_env(redis_url=redis_url)
+    _check_port(host, port)
+    with redis_for(settings, data_dir, explicit_url) as local_redis:
+        local = Settings.from_env(redis_url=local_redis.url)
         added, unchanged = add_seeds(
             Store.from_settings(local), read_seeds(local.seeds_dir), stopping=stopping
         )
@@ -175,21 +202,30 @@ def _run(
         )
         if stopping():
             return  # leaving the block stops Redis
-        env = {**os.environ, "REDIS_URL": redis_url}
-        worker = _spawn(["worker", "--concurrency", str(concurrency)], env)
-        api = _spawn(["api", "--host", host, "--port", str(port)], env)
-        children = [api, worker]
-        url = f"http://{'127.0.0.1' if host in {'0.0.0.0', '::'} else host}:{port}"  # noqa: S104 - display only
+        env = {**os.environ, "REDIS_URL": local_redis.url}
+        worker = _spawn(["worker", "--concurrency", str(concurrency)], env, local_redis.pass_fds)
+        api = _spawn(["api", "--host", host, "--port", str(port)], env, local_redis.pass_fds)
+        watched = {"the API": api, "the worker": worker}
+        if local_redis.server is not None:
+            watched["the embedded Redis"] = local_redis.server
+        shown = "127.0.0.1" if host in {"0.0.0.0", "::"} else host  # noqa: S104 - display only
+        url = f"http://{f'[{shown}]' if ':' in shown else shown}:{port}"
         try:
-            if _wait_until_up(url, children, stopping):
+            if _wait_until_up(url, [api, worker], stopping):
                 print(f"newsdesk is running at {url}  (API docs: {url}/docs; Ctrl-C stops it)", flush=True)
-                while not stopping() and all(child.poll() is None for child in children):
+                while not stopping() and all(child.poll() is None for child in watched.values()):
                     time.sleep(0.2)
+                for name, child in watched.items():
+                    if not stopping() and child.poll() is not None:
+                        print(
+                            f"newsdesk: {name} exited (status {child.returncode}); stopping", file=sys.stderr
+                        )
         except RuntimeError as error:
             print(f"newsdesk: {error}", file=sys.stderr)
         finally:
-            # In this order: the API stops taking requests, the worker finishes its running tasks (and
+            # In this order: the API stops taking requests (gunicorn lets requests in progress, a long
+            # poll too, finish within its graceful timeout), the worker finishes its running tasks (and
             # writes their results to Redis), then Redis, still up until here, stops as the block ends.
             log.info("stopping the API and the worker")
-            _stop(api, 10)
+            _stop(api, API_GRACEFUL_TIMEOUT + 5)
             _stop(worker, local.task_time_limit + 5)

@@ -39,6 +39,8 @@ def read_seeds(path: Path) -> Iterator[Seed]:
                 text = file.read_text(encoding="utf-8")
             except UnicodeDecodeError as error:
                 raise SeedFileError(f"{file}: not UTF-8 text ({error.reason})") from error
+            except OSError as error:  # a folder named *.txt, a dangling link, no permission
+                raise SeedFileError(f"{file}: cannot be read ({error.strerror or error})") from error
             yield Seed(id=seed_id, text=text)
         return
     try:

@@ -16,6 +16,8 @@ _KEY_ENTRY = re.compile(r"^(?P<name>[A-Za-z0-9_.\-]{1,64}):(?P<digest>[0-9a-f]{6
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 # The most items one page of a batch holds (`GET /v1/batches/{id}?limit=`), and so the largest batch.
 MAX_BATCH_PAGE = 1000
+# Seconds a stopping API gives the requests in progress (a long poll's wait included) to finish.
+API_GRACEFUL_TIMEOUT = 20
 # The longest summary a request may ask for (workers.analysis.summary.MAX_SENTENCES; a test keeps them
 # equal): importing the analysis here would load it into every process that reads its settings.
 MAX_SUMMARY_SENTENCES = 20
@@ -25,10 +27,14 @@ _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 def redacted(url: str) -> str:
     """A URL fit for an error message: its password replaced."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # unreadable ("redis://[x/0"): nothing of it is shown, a password may be in it
+        return "(not a URL)"
+    if password is None:
         return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -149,8 +150,8 @@ def test_a_second_run_on_the_same_data_folder_is_refused_in_one_line(tmp_path: P
     output = second.service.log()
     assert "Traceback" not in output
     assert output.strip().splitlines()[-1] == (
-        f"Error: {first.data_dir} is in use by another `newsdesk run` (pid {first.service.pid}); "
-        "stop that one first, or give this one another --data-dir"
+        f"Error: {first.data_dir} is in use by another `newsdesk run` or the processes it started "
+        f"(pid {first.service.pid} started them); stop those first, or give this one another --data-dir"
     )
     redis_log = (first.data_dir / "redis" / "redis.log").read_text()
     assert redis_log.count("Redis is starting") == 1  # no second redis-server on the same files
@@ -178,3 +179,30 @@ def test_ctrl_c_during_start_up_stops_everything_at_once(tmp_path: Path, runs: l
     assert run.wait_exit(20) == 0, run.service.log()  # not after the 60 s start-up limit
     assert "newsdesk is running" not in run.service.log()
     assert not any(alive(pid) for pid in run.children), run.service.log()
+
+
+def test_the_children_of_a_killed_run_keep_its_data_folder_locked(tmp_path: Path, runs: list[Run]) -> None:
+    first = Run(tmp_path).start()
+    runs.append(first)
+    first.wait_running()
+    os.kill(first.service.pid, signal.SIGKILL)  # no cleanup: its Redis, API and worker live on
+    assert first.wait_exit(10) == -signal.SIGKILL
+    assert all(alive(pid) for pid in first.children)
+    second = Run(tmp_path, "run-2").start()  # a second redis-server on the same files would lose writes
+    runs.append(second)
+    assert second.wait_exit(30) == 1
+    assert "is in use by another `newsdesk run` or the processes it started" in second.service.log()
+    assert (first.data_dir / "redis" / "redis.log").read_text().count("Redis is starting") == 1
+
+
+def test_a_busy_port_is_refused_before_anything_starts(tmp_path: Path, runs: list[Run]) -> None:
+    run = Run(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", run.port))
+        taken.listen()
+        runs.append(run.start())
+        assert run.wait_exit(30) == 1
+    output = run.service.log()
+    assert output.strip().splitlines()[-1].startswith(f"Error: 127.0.0.1:{run.port} is not free for the API")
+    assert "newsdesk is running" not in output
+    assert not (run.data_dir / "redis").exists()  # no Redis was started

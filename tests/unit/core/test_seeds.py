@@ -94,3 +94,9 @@ def test_the_longest_ids_and_every_allowed_character_are_read(tmp_path: Path) ->
     (tmp_path / f"{longest}.txt").write_text("The longest id.", encoding="utf-8")
     (tmp_path / "0_a.b-C.txt").write_text("Every kind of character.", encoding="utf-8")
     assert [seed.id for seed in read_seeds(tmp_path)] == ["0_a.b-C", longest]
+
+
+def test_a_seed_path_that_cannot_be_read_is_named_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "folder.txt").mkdir()  # a folder named like a seed file
+    with pytest.raises(SeedFileError, match=r"folder\.txt: cannot be read"):
+        list(read_seeds(tmp_path))
