@@ -355,12 +355,12 @@ class Document:
 
     def span_to_original(self, sentence: Sentence, start: int, end: int) -> tuple[int, int]:
         """Map a [start, end) span of `sentence.text` (a mention, a holder) onto the submitted text."""
-        if self.original[sentence.start : sentence.end] == sentence.text:
-            return sentence.start + start, sentence.start + end
         if not self.markup:  # the text is the cleaned span itself
             if end <= start or end > len(sentence.text):
                 return sentence.start, sentence.end
             return self.to_original(sentence.clean_start + start, sentence.clean_start + end)
+        if self.original[sentence.start : sentence.end] == sentence.text:
+            return sentence.start + start, sentence.start + end
         # The text is the cleaned span with each run of whitespace made one space, then stripped (display):
         # rebuild which cleaned character each of its characters came from.
         cleaned = self.clean[sentence.clean_start : sentence.clean_end]
