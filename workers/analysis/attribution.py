@@ -50,6 +50,8 @@ _SPEECH_VERBS = frozenset(
         "complained",
     ]
 )
+# Speech verbs that never come before their speaker: ', told a House subcommittee' names the listener.
+_NOT_INVERTED = frozenset({"told"})
 _CLOSING_QUOTES = "\"”’'"
 # A name run right after one of these is a place or an object, not the verb's subject: "Diplomats in
 # Washington said", "concern about trade with South Korea and Taiwan and said".
@@ -81,6 +83,12 @@ _NOT_BEFORE_SUBJECT = frozenset(
 _AFTER_SPEAKER = frozenset(
     ["in", "at", "on", "during", "after", "before", "when", "while", "as", "from", "to"]
 )
+# Words that end a name read forward: what follows them is a place, a time or a clause ("said Lavrov in
+# Moscow", "according to a Treasury official who asked not to be named").
+_PLACE_OR_TIME = _NOT_BEFORE_SUBJECT | _AFTER_SPEAKER | {
+    "that", "which", "whose", "what", "whether", "if", "there", "this",
+    "he", "she", "it", "they", "we", "i", "you", "his", "her", "its", "their",
+}  # fmt: skip
 # Month and day names end a speaker's name run: "said Lavrov on Tuesday".
 _DATES = frozenset(
     [
@@ -103,6 +111,19 @@ _DATES = frozenset(
         "October",
         "November",
         "December",
+        # wire copy abbreviates them: "announced Nov. 17"
+        "Jan",
+        "Feb",
+        "Mar",
+        "Apr",
+        "Jun",
+        "Jul",
+        "Aug",
+        "Sep",
+        "Sept",
+        "Oct",
+        "Nov",
+        "Dec",
     ]
 )
 # Capitalised at the start of a sentence without being a name: "Following claims that ...".
@@ -148,11 +169,20 @@ _NOT_NAMES = frozenset(
         "Earlier",
         "Later",
         "Separately",
+        # quantifiers before a role ("Many analysts said"): the role alone names no one
+        "Many",
+        "Some",
+        "Most",
+        "Several",
+        "Few",
+        "Other",
+        "Both",
         "Still",
         "Instead",
     ]
 )
 _ACCORDING_TO = re.compile(r"\b[Aa]ccording to\s+")
+_ACCORDING_TO_CUE = "according to"
 # What may stand between a subject and its verb: "Moscow on Saturday condemned", "Lavrov has said", a US
 # lawmaker's party and state ("Sen. Lindsey Graham, R-S.C., said").
 # Each phrase must follow at least one separator, so a run of phrases or spaces splits only one way:
@@ -182,6 +212,21 @@ _INNER = frozenset(
         "ministry",
         "official",
         "officials",
+        # plurals of the roles: "Western diplomats said", "according to Russian sources"
+        "diplomats",
+        "analysts",
+        "economists",
+        "experts",
+        "lawyers",
+        "sources",
+        "ministers",
+        "leaders",
+        "envoys",
+        "representatives",
+        "advisers",
+        "commanders",
+        "executives",
+        "spokesmen",
         "envoy",
         "ambassador",
         "president",
@@ -230,9 +275,11 @@ _INNER = frozenset(
 )
 # A name's last word that owns its period: "U.S.", "U.N.", an initial ("John F.").
 _ABBREVIATION = re.compile(r"(?:\b\w\.\w+|\b[A-Z])\.$")
-_LEADING_FILLER = frozenset({"of", "the", "for", "and", "on", "de"})
+_LEADING_FILLER = frozenset({"of", "the", "for", "and", "on", "de", "a", "an"})
 _PRONOUNS = frozenset({"He", "She", "They", "It", "We", "I", "You", "This", "That", "There"})
 _MAX_HOLDER_WORDS = 9
+# Lower-case words in a row that a name read forward may run through ("US research firm Pew").
+_MAX_LOWER_RUN = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +304,7 @@ def find_holder(sentence: str) -> Holder | None:
         (
             h
             for according in _ACCORDING_TO.finditer(sentence)
-            if (h := _name_run_forward(sentence, according.end(), "according to"))
+            if (h := _name_run_forward(sentence, according.end(), _ACCORDING_TO_CUE))
         ),
         None,
     )
@@ -296,7 +343,11 @@ def _subject_before(sentence: str, cue: re.Match[str]) -> Holder | None:
 
 def _speaker_after(sentence: str, cue: re.Match[str], before: str) -> Holder | None:
     """'"...," said Vasily Nebenzia' — only right after a quotation or a comma, where speakers go."""
-    if cue.group() not in _SPEECH_VERBS or not before or before[-1] not in "," + _CLOSING_QUOTES:
+    if (
+        cue.group() not in _SPEECH_VERBS - _NOT_INVERTED
+        or not before
+        or before[-1] not in "," + _CLOSING_QUOTES
+    ):
         return None
     speaker = _name_run_forward(sentence, cue.end(), cue.group())
     if speaker is None:
@@ -312,14 +363,34 @@ def _speaker_after(sentence: str, cue: re.Match[str], before: str) -> Holder | N
 
 def _name_run_forward(sentence: str, position: int, cue: str) -> Holder | None:
     run: list[re.Match[str]] = []
+    # Lower-case words that belong to the name only if a capitalised word follows them: "US research
+    # firm Pew", "a Treasury official"; "Reuters calculations based on ..." stops after "Reuters".
+    pending: list[re.Match[str]] = []
     for word in _WORD.finditer(sentence, position):
-        gap = sentence[run[-1].end() if run else position : word.start()]
-        if len(run) == _MAX_HOLDER_WORDS or gap.strip() or not _is_name_word(word.group()):
-            break
-        if word.group().rstrip(".,") in _DATES and run and run[-1].group() == "on":
-            run.pop()  # "Lavrov on Tuesday": the name ends before the date
-            break
-        run.append(word)
+        previous = pending[-1] if pending else run[-1] if run else None
+        gap = sentence[previous.end() if previous else position : word.start()]
+        text = word.group()
+        if gap.strip():
+            break  # the name's phrase ends at punctuation: "a US research think-tank, ..."
+        if len(run) + len(pending) == _MAX_HOLDER_WORDS:
+            return _holder(sentence, run, cue)
+        if text.rstrip(".,") in _DATES and (pending or (run and run[-1].group() == "on")):
+            if not pending:
+                run.pop()  # "Lavrov on Tuesday": the name ends before the date
+            return _holder(sentence, run, cue)
+        if text[:1].isupper() or text[:1].isdigit():
+            run += [*pending, word]
+            pending = []
+        elif _is_name_word(text) and not pending:
+            run.append(word)
+        elif text[:1].islower() and len(pending) < _MAX_LOWER_RUN and text not in _PLACE_OR_TIME:
+            pending.append(word)
+        else:
+            return _holder(sentence, run, cue)
+    if cue == _ACCORDING_TO_CUE:
+        # "According to" takes a noun phrase, so lower-case words that close it are its head: "according
+        # to a US research think-tank."; after "said" they would be a clause ("said the U.S. was lying").
+        run += pending
     return _holder(sentence, run, cue)
 
 
@@ -329,12 +400,23 @@ def _is_name_word(word: str) -> bool:
 
 
 def _holder(sentence: str, run: list[re.Match[str]], cue: str) -> Holder | None:
-    while run and (run[0].group() in _LEADING_FILLER or run[0].group() in _NOT_NAMES):
+    # Leading articles, sentence openers and words that describe rather than name ("one European
+    # diplomat", "the latest Baker Hughes Co rig count", "calculations by Reuters") go; roles stay.
+    while run and (
+        run[0].group() in _LEADING_FILLER
+        or run[0].group() in _NOT_NAMES
+        or (run[0].group()[:1].islower() and run[0].group() not in _INNER)
+    ):
         run = run[1:]
-    while run and run[-1].group().lower() in _LEADING_FILLER:
-        run = run[:-1]
+    while run and (run[-1].group().lower() in _LEADING_FILLER or run[-1].group().isdigit()):
+        run = run[:-1]  # "the", or a year: "according to CPC's 1986 annual report"
     capitalised = [w.group() for w in run if w.group()[:1].isupper() and w.group() not in {"The", "A", "An"}]
-    if not capitalised or (len(run) == 1 and run[0].group() in _PRONOUNS):
+    if (
+        not capitalised
+        or (len(run) == 1 and run[0].group() in _PRONOUNS)
+        # "The report, dated March 27, said"; "May said" is more likely Theresa May than the month.
+        or (capitalised != ["May"] and all(w.rstrip(".,") in _DATES for w in capitalised))
+    ):
         return None
     start, end = run[0].start(), run[-1].end()
     text = sentence[start:end].rstrip(",")

@@ -27,8 +27,9 @@ from workers.analysis.incidental import IncidentalUse, incidental_use
 from workers.analysis.text import Document, Sentence, prepare
 
 # 2: evidence names the sentiment holder; 3: incidental mentions; 4: more of them; 5: hyphenated mentions,
-# holder rules (abbreviations, party tags, newspapers)
-VERSION = "stance-5"
+# holder rules (abbreviations, party tags, newspapers); 6: holders read through descriptions ("according to
+# US research firm Pew", "Western diplomats said"), "told" names a listener
+VERSION = "stance-6"
 
 Label = Literal["negative", "neutral", "positive", "not_mentioned"]
 MentionKind = Literal["name", "metonym", "person", "adjective"]

@@ -61,6 +61,29 @@ from workers.analysis.attribution import find_holder
             "Russian newspaper Vedomosti",
             "according to",
         ),
+        # The words before '," said' are the quotation's; the speaker's article and number are not theirs.
+        (
+            '"The sanctions are a crime against Russia," said one European diplomat.',
+            "European diplomat",
+            "said",
+        ),
+        ('"No," said Lavrov in Moscow.', "Lavrov", "said"),
+        # A phrase read forward runs through lower-case words before a name, and "according to" takes a
+        # whole noun phrase; descriptions before the name go.
+        (
+            "According to US research firm Pew, most Americans distrust Russia.",
+            "US research firm Pew",
+            "according to",
+        ),
+        ("According to a senior US official, Russia lied.", "US official", "according to"),
+        (
+            "A blog is created every 5.8 seconds, according to a US research think-tank.",
+            "US research think-tank",
+            "according to",
+        ),
+        ("Trade with Russia fell, according to calculations by Reuters.", "Reuters", "according to"),
+        ("Western diplomats said the Kremlin had violated the ceasefire.", "Western diplomats", "said"),
+        ("May said the United Nations had failed.", "May", "said"),
         # A US lawmaker's party and state stand between the name and the verb.
         ("Sen. Lindsey Graham, R-S.C., said Russia must pay.", "Sen. Lindsey Graham", "said"),
         ("Rep. Adam Schiff, D-Calif., said the Kremlin lied.", "Rep. Adam Schiff", "said"),
@@ -84,8 +107,11 @@ def test_holder_is_named_with_its_offsets(sentence: str, holder: str, cue: str) 
         "Diplomats in Washington said the Kremlin had violated the ceasefire.",
         "Zelensky, who met Putin in Istanbul, said Russia must pay.",
         "Malcolm Baldrige voiced concern about trade with South Korea and Taiwan and said it must end.",
-        # The words before '," said' are the quotation's.
-        '"The sanctions are a crime against Russia," said one European diplomat.',
+        # A speech verb's object is its listener, not its speaker.
+        "Russia must pay, the official, who did not want to be named, told Reuters.",
+        # Quantifiers and dates are no one.
+        "Some said the United Nations had failed.",
+        "The report, dated March 27, said many sources doubted the UN figures.",
         # Nouns, not verbs; and what follows "called" is its object.
         "There are programs in 34 U.S. states that help.",
         "The reform, called the Foreign Agricultural Investment Reform (FAIR) Act, passed.",

@@ -40,7 +40,7 @@ def test_all_three_analyses_finish_the_article(store: Store, analyzers: Analyzer
     summary, stance, duplicates = (article.analyses[n] for n in ("summary", "stance", "duplicates"))
     assert len(summary.result["sentences"]) == 2  # type: ignore[index]
     assert summary.version == "summary-3"
-    assert stance.version == "stance-5+vader-3.3.2"
+    assert stance.version == "stance-6+vader-3.3.2"
     assert set(stance.result["targets"]) == {"us", "russia", "un"}  # type: ignore[index]
     assert duplicates.result["matches"][0]["seed_id"] == WIRE.stem  # type: ignore[index]
     assert duplicates.result["seeds_checked"] == 5  # type: ignore[index]
