@@ -611,13 +611,32 @@ def _paragraphs(lines: list[str], *, wrapped: bool) -> list[tuple[str, str]]:
     elements, each a paragraph of its own."""
     bodies = [(line.splitlines() or [""])[0] for line in lines]
     width = _wrap_width(bodies) if wrapped else None
+    joins = [
+        wrapped and _continues(body, following, width)
+        for body, following in itertools.zip_longest(bodies, bodies[1:], fillvalue="")
+    ]
+    # One pass from the end, knowing the last line of the paragraph that follows each line.
+    last_line = list(range(len(lines)))
+    for index in reversed(range(len(lines) - 1)):
+        # A boilerplate or caption line ("Read more: <headline>") that runs into a capitalised line: a
+        # link's wrapped tail is a headline, which ends no sentence; prose does, and must not be joined to
+        # the link and dropped with it.
+        body = bodies[index]
+        if (
+            joins[index]
+            and (_BOILERPLATE_LINE.match(body) or _CAPTION_LINE.search(body))
+            and not bodies[index + 1].lstrip()[:1].islower()
+            and _ends_sentence(bodies[last_line[index + 1]].rstrip())
+        ):
+            joins[index] = False
+        if joins[index]:
+            last_line[index] = last_line[index + 1]
     paragraphs: list[tuple[str, str]] = []
     written: list[str] = []
     flowing: list[str] = []
-    for index, (line, body) in enumerate(zip(lines, bodies, strict=True)):
-        following = bodies[index + 1] if index + 1 < len(lines) else ""
+    for line, body, joined in zip(lines, bodies, joins, strict=True):
         written.append(line)
-        if wrapped and _continues(body, following, width):
+        if joined:
             flowing.append(body + " " * (len(line) - len(body)))
             continue
         flowing.append(line)

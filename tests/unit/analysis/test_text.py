@@ -285,6 +285,32 @@ def test_hard_wrapped_text_is_read_in_paragraphs(path: Path, width: int) -> None
 
 
 @pytest.mark.parametrize(
+    "boilerplate",
+    [
+        "Read more: Kremlin denies role in strikes on grain port in Odesa region",
+        "Kremlin officials at a briefing in Moscow, Russia, Jan. 5 (AP Photo/Alexander Zemlianichenko)",
+    ],
+)
+def test_a_wrapped_article_goes_on_after_a_boilerplate_line(boilerplate: str) -> None:
+    # The line after the link or caption would not have fitted on it, but no one filled a link to the
+    # width: the paragraph after it is the article's own, not the link's wrapped tail.
+    text = (
+        "Russian forces shelled the city again on Monday, officials said, and the\n"
+        "United Nations said it was alarmed by the attacks on civilian targets in\n"
+        "the region, which have killed dozens of people over the past few weeks.\n"
+        f"{boilerplate}\n"
+        "Washington promised more aid to Kyiv on Tuesday as the talks in Geneva\n"
+        "stalled for a third day running without any progress, officials said.\n"
+    )
+    sentences = [" ".join(s.text.split()) for s in prepare(text).sentences]
+    assert sentences[-1] == (
+        "Washington promised more aid to Kyiv on Tuesday as the talks in Geneva stalled for a third day "
+        "running without any progress, officials said."
+    )
+    assert not any(boilerplate[:20] in s for s in sentences)
+
+
+@pytest.mark.parametrize(
     ("text", "sentences"),
     [
         # A line that starts in lower case carries on the one before it (no closing punctuation there).
