@@ -227,6 +227,21 @@ def is_store_id(text: str) -> bool:
     return _STORE_ID.match(text) is not None
 
 
+def write_token() -> str:
+    """A new token for one logical write, made once before its retries (see "Writes a caller may send
+    twice" above the scripts)."""
+    return uuid.uuid4().hex
+
+
+def _token(token: str | None) -> str:
+    """The caller's token, or one for this call alone; `|` separates a recorded token from its reply."""
+    if token is None:
+        return write_token()
+    if not token or "|" in token:
+        raise ValueError("a write token is a non-empty text without '|'")
+    return token
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -350,12 +365,41 @@ end
 return {1, ARGV[1] .. '|' .. ARGV[3]}
 """
 
+# Writes a caller may send twice. A write can reach Redis and be applied while its reply is lost (the
+# connection drops first); redis-py's own retry of the command (see connect) and the workers' retries
+# through an outage (`patiently`) then send it again, and a second application would count an attempt
+# twice. So each script below that changes state takes a token naming one logical write: the caller
+# makes it once, before its retries (write_token()); without one the store makes a token per call, which
+# still covers redis-py's resend. The script records the token, with its reply, in a field of the record
+# it changes; a call that finds its own token there is the same write sent again, and gets the recorded
+# reply with nothing changed. Only the last token is kept: a caller retries one write before it makes the
+# next, so its own is the last unless another process wrote the same record in between (a second worker
+# on the same analysis), and then the retry is applied again, as every retry was before tokens. A record
+# from before tokens has no such field, so its first write is applied as usual. Fields (token|reply):
+# `<analysis>:last_start` (token|previous status|attempts), `<analysis>:last_finish` (token|article
+# status), `webhook:last_start` (token|state|attempts), `webhook:last_move` (token|new state).
+_REPLAY = """
+local function replay(key, field, token)
+  local last = redis.call('HGET', key, field)
+  if last and string.sub(last, 1, #token + 1) == token .. '|' then return string.sub(last, #token + 2) end
+  return nil
+end
+"""
+
 # Marks one analysis running and counts the attempt; returns its previous status and the attempts so
 # far. Nothing for a missing article. KEYS: article, pending.
-# ARGV: id, analysis, now (ISO), now (ms), the worker process ("host:pid").
-_START = """
+# ARGV: id, analysis, now (ISO), now (ms), the worker process ("host:pid"), token.
+_START = (
+    _REPLAY
+    + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local name = ARGV[2]
+local replayed = replay(KEYS[1], name .. ':last_start', ARGV[6])
+if replayed then
+  local before, counted = string.match(replayed, '^([^|]*)|(%d+)$')
+  if before == '' then before = false end  -- no status field: HGET's reply
+  return {before, tonumber(counted)}
+end
 local previous = redis.call('HGET', KEYS[1], name .. ':status')
 local attempts = redis.call('HINCRBY', KEYS[1], name .. ':attempts', 1)
 if previous ~= 'done' and previous ~= 'failed' then
@@ -366,8 +410,10 @@ if previous ~= 'done' and previous ~= 'failed' then
   end
   redis.call('ZADD', KEYS[2], 'XX', ARGV[4], ARGV[1])
 end
+redis.call('HSET', KEYS[1], name .. ':last_start', ARGV[6] .. '|' .. (previous or '') .. '|' .. attempts)
 return {previous, attempts}
 """
+)
 
 # Stores one analysis's outcome (overwriting any earlier one, so a redelivered task never appends) and
 # derives the article's status from all of them in the same step. The first time the article becomes
@@ -375,18 +421,22 @@ return {previous, attempts}
 # long-polls (pub/sub), counts it in its batch and marks its webhook due: each happens exactly once
 # per article, however often its analyses are redelivered. KEYS: article, pending, result stream.
 # ARGV: id, analysis, status, result, version, error, now (ISO), now (ms), the analysis's public block
-# (JSON), result TTL, expires at (ISO), stream length, key prefix, number of facet fields,
+# (JSON), result TTL, expires at (ISO), stream length, key prefix, token, number of facet fields,
 # facet fields..., every analysis name...
-_FINISH = """
+_FINISH = (
+    _REPLAY
+    + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local id, name, now, prefix = ARGV[1], ARGV[2], ARGV[7], ARGV[13]
+local replayed = replay(KEYS[1], name .. ':last_finish', ARGV[14])
+if replayed then return replayed end
 local was = redis.call('HGET', KEYS[1], 'status')
 redis.call('HSET', KEYS[1], name .. ':status', ARGV[3], name .. ':result', ARGV[4],
            name .. ':version', ARGV[5], name .. ':error', ARGV[6], name .. ':finished_at', now,
            name .. ':block', ARGV[9], 'updated_at', now)
-local facets = tonumber(ARGV[14])
-if facets > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, 15, 14 + 2 * facets)) end
-local first = 15 + 2 * facets
+local facets = tonumber(ARGV[15])
+if facets > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, 16, 15 + 2 * facets)) end
+local first = 16 + 2 * facets
 local terminal, failed, started = true, false, false
 for i = first, #ARGV do
   local status = redis.call('HGET', KEYS[1], ARGV[i] .. ':status')
@@ -435,8 +485,10 @@ if terminal and was ~= 'done' and was ~= 'failed' then
     end
   end
 end
+redis.call('HSET', KEYS[1], name .. ':last_finish', ARGV[14] .. '|' .. overall)
 return overall
 """
+)
 
 # Deletes an article of this owner with its listing entries and its Idempotency-Key; an unfinished
 # article of a batch counts as finished there, so the batch's long-polls are not left waiting.
@@ -465,28 +517,45 @@ return 1
 """
 
 # The webhook of a finished article moves from one state to the next only from the expected one, so
-# two workers never both claim it. KEYS: article. ARGV: expected state, new state. Returns 1 or 0.
-_WEBHOOK_STATE = """
-if redis.call('HGET', KEYS[1], 'webhook') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'webhook', ARGV[2])
+# two workers never both claim it. A move sent again is the same move only while the webhook is still
+# where it took it: one moved on since (say, sent back to due after a failed send) is moved afresh.
+# KEYS: article. ARGV: expected state, new state, token. Returns 1 or 0.
+_WEBHOOK_STATE = (
+    _REPLAY
+    + """
+local state = redis.call('HGET', KEYS[1], 'webhook')
+if state == ARGV[2] and replay(KEYS[1], 'webhook:last_move', ARGV[3]) == ARGV[2] then return 1 end
+if state ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'webhook', ARGV[2], 'webhook:last_move', ARGV[3] .. '|' .. ARGV[2])
 return 1
 """
+)
 
 # A delivery attempt begins. It is counted before its request is made, so an attempt whose worker dies
 # or is killed mid-request still counts, and this count (not a task's retry counter, which starts again
 # at 0 in a delivery the sweeper sends again) is what ends a webhook at NEWSDESK_WEBHOOK_MAX_ATTEMPTS.
 # Only an unsettled webhook (due or queued) gets an attempt. KEYS: article, watch list. ARGV: now (ms),
-# id. Returns {state, attempts}, the attempts including this one when it began; nil without a webhook.
-_START_WEBHOOK = """
+# id, token. Returns {state, attempts}, the attempts including this one when it began; nil without a
+# webhook.
+_START_WEBHOOK = (
+    _REPLAY
+    + """
 local state = redis.call('HGET', KEYS[1], 'webhook')
 if not state then return nil end
+local replayed = replay(KEYS[1], 'webhook:last_start', ARGV[3])
+if replayed then
+  local began, counted = string.match(replayed, '^([^|]*)|(%d+)$')
+  return {began, tonumber(counted)}
+end
 if state ~= 'due' and state ~= 'queued' then
   return {state, tonumber(redis.call('HGET', KEYS[1], 'webhook:attempts') or '0')}
 end
 local attempts = redis.call('HINCRBY', KEYS[1], 'webhook:attempts', 1)
 redis.call('ZADD', KEYS[2], 'XX', ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[1], 'webhook:last_start', ARGV[3] .. '|' .. state .. '|' .. attempts)
 return {state, attempts}
 """
+)
 
 # A delivery's outcome, written only to an article that still exists (a plain HSET on a deleted one
 # would leave a stub hash without expiry). A webhook still to be delivered stays on the sweeper's watch
@@ -925,15 +994,20 @@ class Store:
         state = self.redis.hget(self._article_key(article_id), "webhook")
         return _text(state) if state is not None else None
 
-    def move_webhook(self, article_id: str, expected: str, new: str) -> bool:
-        """Set the webhook's state to `new` if it is `expected`; False otherwise (or no article)."""
-        return bool(self._webhook_state(keys=[self._article_key(article_id)], args=[expected, new]))
+    def move_webhook(self, article_id: str, expected: str, new: str, *, token: str | None = None) -> bool:
+        """Set the webhook's state to `new` if it is `expected`; False otherwise (or no article). Sent
+        again with the same `token` while the webhook is still `new`, it is True again, with no change."""
+        return bool(
+            self._webhook_state(keys=[self._article_key(article_id)], args=[expected, new, _token(token)])
+        )
 
-    def start_webhook(self, article_id: str) -> tuple[str, int] | None:
+    def start_webhook(self, article_id: str, *, token: str | None = None) -> tuple[str, int] | None:
         """Count a delivery attempt of an unsettled webhook: (its state, the attempt's number). A settled
-        one gets no attempt: (its state, the attempts it had). None when the article or webhook is gone."""
+        one gets no attempt: (its state, the attempts it had). None when the article or webhook is gone.
+        Sent again with the same `token`, it returns the same attempt without counting another."""
         started = self._start_webhook(
-            keys=[self._article_key(article_id), self._webhooks_key], args=[_now_ms(), article_id]
+            keys=[self._article_key(article_id), self._webhooks_key],
+            args=[_now_ms(), article_id, _token(token)],
         )
         if started is None:
             return None
@@ -975,25 +1049,30 @@ class Store:
     def get_article(self, article_id: str) -> Article | None:
         return _article_from(self.redis.hgetall(self._article_key(article_id)))
 
-    def start_analysis(self, article_id: str, name: str, worker: str = "") -> Started | None:
-        """Mark an analysis running; returns (previous status, attempts so far), or None if no article."""
-        call = self._start_call(article_id, name, worker)
+    def start_analysis(
+        self, article_id: str, name: str, worker: str = "", *, token: str | None = None
+    ) -> Started | None:
+        """Mark an analysis running; returns (previous status, attempts so far), or None if no article.
+
+        Sent again with the same `token` (its reply was lost), it returns the same and counts no attempt.
+        """
+        call = self._start_call(article_id, name, worker, _token(token))
         return _started(call.run())
 
     def start_analysis_and_read(
-        self, article_id: str, name: str, worker: str = ""
+        self, article_id: str, name: str, worker: str = "", *, token: str | None = None
     ) -> tuple[Started | None, Article | None]:
         """start_analysis and get_article in one round trip: a worker's first step."""
         outcome, raw = self._pipelined(
-            self._start_call(article_id, name, worker), self._article_key(article_id)
+            self._start_call(article_id, name, worker, _token(token)), self._article_key(article_id)
         )
         return _started(outcome), _article_from(raw)
 
-    def _start_call(self, article_id: str, name: str, worker: str) -> _ScriptCall:
+    def _start_call(self, article_id: str, name: str, worker: str, token: str) -> _ScriptCall:
         return _ScriptCall(
             self._start,
             [self._article_key(article_id), self._pending_key],
-            [article_id, name, now_iso(), _now_ms(), worker],
+            [article_id, name, now_iso(), _now_ms(), worker, token],
         )
 
     def finish_analysis(
@@ -1004,9 +1083,12 @@ class Store:
         result: Mapping[str, Any] | None,
         version: str,
         error: str | None = None,
+        token: str | None = None,
     ) -> ArticleStatus | None:
-        """Store an analysis's result (or its failure) and return the article's new status."""
-        return self._finished(name, error, self._finish_call(article_id, name, result, version, error).run())
+        """Store an analysis's result (or its failure) and return the article's new status. Sent again with
+        the same `token`, it returns the status it returned then and stores nothing."""
+        call = self._finish_call(article_id, name, result, version, error, _token(token))
+        return self._finished(name, error, call.run())
 
     def finish_analysis_and_start(
         self,
@@ -1018,15 +1100,24 @@ class Store:
         error: str | None = None,
         next_name: str,
         worker: str = "",
+        token: str | None = None,
     ) -> tuple[ArticleStatus | None, Started | None]:
         """finish_analysis, then start_analysis of the next analysis, in one round trip: a worker running
-        several analyses of an article in a row. Returns the status after the finish, and the start."""
-        call = self._finish_call(article_id, name, result, version, error)
-        finished, started = self._pipelined(call, self._start_call(article_id, next_name, worker))
+        several analyses of an article in a row. Returns the status after the finish, and the start.
+        One `token` covers both (each script records it on its own analysis)."""
+        token = _token(token)
+        call = self._finish_call(article_id, name, result, version, error, token)
+        finished, started = self._pipelined(call, self._start_call(article_id, next_name, worker, token))
         return self._finished(name, error, finished), _started(started)
 
     def _finish_call(
-        self, article_id: str, name: str, result: Mapping[str, Any] | None, version: str, error: str | None
+        self,
+        article_id: str,
+        name: str,
+        result: Mapping[str, Any] | None,
+        version: str,
+        error: str | None,
+        token: str,
     ) -> _ScriptCall:
         status = _analysis_status(error)
         now = now_iso()
@@ -1052,6 +1143,7 @@ class Store:
                 iso_utc(expires),
                 self.stream_maxlen,
                 self.prefix,
+                token,
                 len(facets),
                 *(item for pair in facets.items() for item in pair),
                 *ANALYSES,

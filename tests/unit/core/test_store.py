@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from newsdesk.store import (
@@ -13,6 +15,7 @@ from newsdesk.store import (
     Rejected,
     Seed,
     Store,
+    write_token,
 )
 
 
@@ -197,6 +200,86 @@ def test_redelivered_result_overwrites(store: Store) -> None:
     assert article is not None
     assert article.analyses["summary"].result == {"text": "second"}
     assert article.analyses["summary"].status == "done"  # starting again did not reset a finished analysis
+
+
+def test_a_start_sent_again_with_its_token_counts_one_attempt(store: Store) -> None:
+    article_id = store.create_article(NewArticle(text="A.")).article_id
+    token = write_token()
+    assert store.start_analysis(article_id, "summary", token=token) == ("queued", 1)
+    # Its reply was lost and the caller sends it again: the same reply, no second attempt.
+    assert store.start_analysis(article_id, "summary", token=token) == ("queued", 1)
+    started, article = store.start_analysis_and_read(article_id, "summary", token=token)
+    assert started == ("queued", 1)
+    assert article is not None
+    assert article.analyses["summary"].attempts == 1
+    assert store.start_analysis(article_id, "summary") == ("running", 2)  # another start counts
+
+
+def test_a_finish_sent_again_with_its_token_stores_nothing_more(store: Store) -> None:
+    article_id = store.create_article(NewArticle(text="A.", callback_url="https://h.example/x")).article_id
+    store.start_analysis(article_id, "summary")
+    token = write_token()
+    first = store.finish_analysis_and_start(
+        article_id, "summary", result={"text": "A."}, version="s1", next_name="stance", token=token
+    )
+    assert first == ("running", ("queued", 1))
+    before = store.get_article(article_id)
+    time.sleep(0.01)  # a write applied again would stamp a later time
+    again = store.finish_analysis_and_start(
+        article_id, "summary", result={"text": "A."}, version="s1", next_name="stance", token=token
+    )
+    assert again == first
+    assert store.get_article(article_id) == before  # stance's attempt counted once, nothing re-stamped
+    store.finish_analysis(article_id, "stance", result={"targets": {}}, version="t1")
+    last = write_token()
+    for _ in range(2):
+        assert store.finish_analysis(article_id, "duplicates", result={}, version="d1", token=last) == "done"
+    assert store.redis.xlen(store.results_stream) == 1
+    assert store.webhook_state(article_id) == "due"
+
+
+def test_webhook_writes_sent_again_with_their_token_apply_once(store: Store) -> None:
+    article_id = store.create_article(NewArticle(text="A.", callback_url="https://h.example/x")).article_id
+    for name in ANALYSES:
+        store.finish_analysis(article_id, name, result={}, version="v")
+    claim = write_token()
+    assert store.move_webhook(article_id, "due", "queued", token=claim)
+    assert store.move_webhook(article_id, "due", "queued", token=claim)  # still this caller's claim
+    assert not store.move_webhook(article_id, "due", "queued")  # another caller finds it taken
+    attempt = write_token()
+    assert store.start_webhook(article_id, token=attempt) == ("queued", 1)
+    assert store.start_webhook(article_id, token=attempt) == ("queued", 1)
+    assert store.start_webhook(article_id) == ("queued", 2)  # a new attempt counts
+    # A claim given back (its send failed) is claimed afresh by the next try of the same claim.
+    assert store.move_webhook(article_id, "queued", "due")
+    assert store.move_webhook(article_id, "due", "queued", token=claim)
+    assert store.webhook_state(article_id) == "queued"
+    store.record_webhook(article_id, "delivered", 2)
+    assert not store.move_webhook(article_id, "due", "queued", token=claim)  # it has moved on since
+
+
+def test_records_written_before_tokens_are_written_as_before(store: Store) -> None:
+    article_id = store.create_article(NewArticle(text="A.", callback_url="https://h.example/x")).article_id
+    # As a release without tokens leaves an article: summary started twice, a webhook attempt made.
+    store.redis.hset(
+        f"unit:article:{article_id}",
+        mapping={"status": "running", "summary:status": "running", "summary:attempts": "2"},
+    )
+    token = write_token()
+    assert store.start_analysis(article_id, "summary", token=token) == ("running", 3)
+    assert store.start_analysis(article_id, "summary", token=token) == ("running", 3)
+    for name in ANALYSES:
+        store.finish_analysis(article_id, name, result={}, version="v")
+    store.redis.hset(f"unit:article:{article_id}", mapping={"webhook": "queued", "webhook:attempts": "1"})
+    assert store.start_webhook(article_id, token=token) == ("queued", 2)
+    assert store.start_webhook(article_id, token=token) == ("queued", 2)
+
+
+def test_a_write_token_cannot_hold_the_separator(store: Store) -> None:
+    article_id = store.create_article(NewArticle(text="A.")).article_id
+    for token in ("", "a|b"):
+        with pytest.raises(ValueError, match="write token"):
+            store.start_analysis(article_id, "summary", token=token)
 
 
 def test_seeds_are_stored_listed_and_logged(store: Store) -> None:
