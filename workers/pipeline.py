@@ -20,7 +20,7 @@ import redis
 
 from newsdesk.metrics import ANALYSIS_DURATION
 from newsdesk.settings import Settings
-from newsdesk.store import TERMINAL, Article, Started, Store
+from newsdesk.store import TERMINAL, Article, Started, Store, write_token
 from workers.analysis import duplicates, stance, summary
 from workers.analysis.stance import SentenceScorer
 from workers.analysis.text import prepare
@@ -143,6 +143,10 @@ def patiently(
     In-process, because the usual Celery retry publishes a new message through the broker: the very
     Redis that is down. Past `within` the error propagates and the sweeper recovers the article.
     `outages` are the errors that mean Redis is unreachable (a send through the broker adds kombu's).
+
+    A try can fail after its write was applied (the reply was lost), so a write retried here carries a
+    token made once, before this call (store.write_token()): its next try is then recognised as the
+    same write, and returns the first one's outcome instead of applying it again.
     """
     deadline = time.monotonic() + within
     delay = 0.1
@@ -191,13 +195,16 @@ def run_analyses(
         following = names[position + 1] if position + 1 < len(names) else None
         context = {"article_id": article_id, "analysis": name}
         if started is None:
+            token = write_token()  # one per write, kept through patiently's tries
             if article is None:
                 started, article = patiently(
-                    partial(store.start_analysis_and_read, article_id, name, worker), within=store_patience
+                    partial(store.start_analysis_and_read, article_id, name, worker, token=token),
+                    within=store_patience,
                 )
             else:
                 started = patiently(
-                    partial(store.start_analysis, article_id, name, worker), within=store_patience
+                    partial(store.start_analysis, article_id, name, worker, token=token),
+                    within=store_patience,
                 )
         if started is None or article is None:
             log.warning("article not found", extra=context)
@@ -209,7 +216,8 @@ def run_analyses(
             continue
         outcome, duration = _outcome(analyzers, article, name, attempts, max_attempts, interruptions)
         finished, started = patiently(
-            partial(_finish, store, article_id, name, outcome, following, worker), within=store_patience
+            partial(_finish, store, article_id, name, outcome, following, worker, write_token()),
+            within=store_patience,
         )
         status = finished or status
         if duration is not None:
@@ -244,12 +252,20 @@ def run_analysis(
 
 
 def _finish(
-    store: Store, article_id: str, name: str, outcome: dict[str, Any], following: str | None, worker: str
+    store: Store,
+    article_id: str,
+    name: str,
+    outcome: dict[str, Any],
+    following: str | None,
+    worker: str,
+    token: str,
 ) -> tuple[str | None, Started | None]:
     """Store an analysis's outcome, and start the following one (if any) in the same round trip."""
     if following is None:
-        return store.finish_analysis(article_id, name, **outcome), None
-    return store.finish_analysis_and_start(article_id, name, **outcome, next_name=following, worker=worker)
+        return store.finish_analysis(article_id, name, **outcome, token=token), None
+    return store.finish_analysis_and_start(
+        article_id, name, **outcome, next_name=following, worker=worker, token=token
+    )
 
 
 def _worker_name() -> str:

@@ -17,7 +17,7 @@ from kombu.exceptions import OperationalError
 
 from newsdesk import logs, metrics
 from newsdesk.settings import Settings
-from newsdesk.store import TERMINAL, Store
+from newsdesk.store import TERMINAL, Store, write_token
 from newsdesk.webhooks import backoff, deliver_article
 from workers.celery_app import (
     ANALYSIS_TASK,
@@ -104,24 +104,30 @@ def analysis_task(self: Task, article_id: str, analyses: list[str]) -> None:
         # Only a finished article with a callback has a webhook to send; when nothing ran (a redelivered
         # message), an earlier run may have died before sending it, so check.
         if outcome.status is None or (outcome.status in TERMINAL and outcome.callback_url):
+            claim = write_token()  # one claim through every try: see _dispatch_webhook
             patiently(
-                lambda: _dispatch_webhook(article_id),
+                lambda: _dispatch_webhook(article_id, claim),
                 within=settings.task_time_limit / 2,
                 outages=BROKER_OUTAGES,
             )
 
 
-def _dispatch_webhook(article_id: str) -> None:
+def _dispatch_webhook(article_id: str, claim: str | None = None) -> None:
     """Send the webhook delivery of an article that has just finished (its finish marked it due).
 
     Every analysis task of the article checks after its run, and the one that moves the webhook from
     due to queued sends it: one delivery task per article. If the send fails, the webhook is due
     again for the next try (`patiently`, through an outage), or else for the sweeper.
+
+    `claim` is the move's token, the same in every try: a claim applied whose reply was lost is found
+    again as this task's (and sent) on the next try, instead of looking like another worker's and
+    leaving the webhook queued with no delivery until the sweeper's next look.
     """
-    if runtime.store.move_webhook(article_id, "due", "queued"):
+    if runtime.store.move_webhook(article_id, "due", "queued", token=claim):
         try:
             enqueue_webhook(app, article_id)
         except Exception:
+            # A move of its own (its own token): once it is applied, the claim's next try claims afresh.
             runtime.store.move_webhook(article_id, "queued", "due")
             raise
 

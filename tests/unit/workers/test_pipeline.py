@@ -14,7 +14,8 @@ from kombu.exceptions import OperationalError
 
 from newsdesk.seeds import add_seeds, read_seeds
 from newsdesk.settings import Settings
-from newsdesk.store import NewArticle, Store
+from newsdesk.store import ANALYSES, NewArticle, Store, write_token
+from tests.lost_reply import LosingFirstReply
 from workers.analysis import duplicates
 from workers.analysis.stance import LexiconScorer
 from workers.pipeline import Analyzers, RunOutcome, patiently, run_analyses, run_analysis
@@ -147,9 +148,9 @@ def test_one_run_does_every_analysis_and_reads_the_article_once(
     reads: list[str] = []
     start_and_read = store.start_analysis_and_read
 
-    def counted(wanted: str, name: str, worker: str = "") -> object:
+    def counted(wanted: str, name: str, worker: str = "", *, token: str | None = None) -> object:
         reads.append(name)
-        return start_and_read(wanted, name, worker)
+        return start_and_read(wanted, name, worker, token=token)
 
     monkeypatch.setattr(store, "start_analysis_and_read", counted)
     monkeypatch.setattr(store, "get_article", lambda _: pytest.fail("a read of its own"))
@@ -267,3 +268,40 @@ def test_patiently_rides_out_the_outages_it_is_told_of() -> None:
     calls.clear()
     with pytest.raises(OperationalError):  # past the patience the error propagates
         patiently(send, within=0.05, outages=(OperationalError,))
+
+
+def test_a_retried_write_whose_reply_was_lost_is_not_applied_again(store: Store) -> None:
+    """The connection drops after Redis applied the start, before its reply: patiently's next try
+    (same token) gets the same reply, and the attempt is counted once."""
+    article_id = store.create_article(NewArticle(text="A.")).article_id
+    start = LosingFirstReply(store.start_analysis)
+    token = write_token()  # made once, before the tries
+    assert patiently(lambda: start(article_id, "summary", token=token), within=5) == ("queued", 1)
+    assert start.calls == 2
+    assert store.get_article(article_id).analyses["summary"].attempts == 1  # type: ignore[union-attr]
+
+
+def test_a_run_whose_writes_lose_their_replies_counts_each_attempt_once(
+    store: Store, analyzers: Analyzers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every kind of write a run makes (start and read, finish and start, finish) has its first reply
+    lost after it was applied. With one attempt allowed, an attempt counted twice would give the
+    analysis up as failed after its one real attempt."""
+    article_id = store.create_article(
+        NewArticle(text=WIRE.read_text(encoding="utf-8"), callback_url="https://hooks.example.com/x")
+    ).article_id
+    lossy = {
+        method: LosingFirstReply(getattr(store, method))
+        for method in ("start_analysis_and_read", "finish_analysis_and_start", "finish_analysis")
+    }
+    for method, wrapper in lossy.items():
+        monkeypatch.setattr(store, method, wrapper)
+    names = ["summary", "duplicates", "stance"]
+    outcome = run_analyses(store, analyzers, article_id, names, max_attempts=1, store_patience=5)
+    assert outcome == RunOutcome("done", "https://hooks.example.com/x")
+    assert [wrapper.calls for wrapper in lossy.values()] == [2, 3, 2]  # each lost reply was tried again
+    article = store.get_article(article_id)
+    assert article is not None
+    states = {name: (state.status, state.attempts) for name, state in article.analyses.items()}
+    assert states == dict.fromkeys(ANALYSES, ("done", 1))
+    assert store.redis.xlen(store.results_stream) == 1  # finished once

@@ -17,7 +17,10 @@ from celery.exceptions import Retry, SoftTimeLimitExceeded
 
 from newsdesk.settings import Settings
 from newsdesk.store import ANALYSES, NewArticle, Store
+from tests.lost_reply import LosingFirstReply
 from workers import tasks
+from workers.analysis.stance import LexiconScorer
+from workers.pipeline import Analyzers
 
 SECRET = "s3cret"
 
@@ -124,3 +127,23 @@ def test_a_soft_time_limit_is_a_failed_attempt_retried_later(
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
         receiver.close()
+
+
+def test_a_claim_whose_reply_was_lost_still_sends_the_delivery_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The analysis task claims the webhook (due to queued) and Redis applies it, but the reply is lost:
+    the next try of the same claim finds it its own and sends the delivery, once."""
+    settings = configure(monkeypatch)
+    monkeypatch.setattr(tasks.runtime, "_analyzers", Analyzers(settings, store, scorer=LexiconScorer()))
+    sent: list[str] = []
+    monkeypatch.setattr(tasks, "enqueue_webhook", lambda app, article_id: sent.append(article_id))
+    claim = LosingFirstReply(store.move_webhook)
+    monkeypatch.setattr(store, "move_webhook", claim)
+    article_id = store.create_article(
+        NewArticle(text="Some words here.", callback_url="https://hooks.example.com/x")
+    ).article_id
+    tasks.analysis_task(article_id, list(ANALYSES))
+    assert claim.calls == 2
+    assert sent == [article_id]
+    assert store.webhook_state(article_id) == "queued"
