@@ -1,0 +1,147 @@
+"""Writes sent twice to a real Redis: once applied with the reply lost, then again by a retry.
+
+A start counts an attempt. Sent again with the token of the first try (as `patiently` and redis-py's
+own retry send it), it must return the first reply and count nothing more; otherwise an article is
+given up after fewer real attempts than NEWSDESK_MAX_ATTEMPTS.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.connection
+
+from newsdesk.settings import Settings
+from newsdesk.store import ANALYSES, NewArticle, Store, write_token
+from tests.lost_reply import LosingFirstReply
+from workers.analysis.stance import LexiconScorer
+from workers.pipeline import Analyzers, RunOutcome, patiently, run_analyses
+
+pytestmark = pytest.mark.integration
+
+WIRE = Path(__file__).resolve().parents[2] / "seeds" / "000_9e29d44066a107d1.txt"
+
+
+@pytest.fixture
+def store(live_settings: Settings) -> Iterator[Store]:
+    """A store on the real Redis (the worker's own client settings) under a key prefix of its own."""
+    settings = Settings.from_env(
+        {}, redis_url=live_settings.redis_url, key_prefix=f"retried-{uuid.uuid4().hex[:8]}"
+    )
+    store = Store.from_settings(settings)
+    yield store
+    for key in store.redis.scan_iter(match=f"{settings.key_prefix}:*", count=1000):
+        store.redis.delete(key)
+
+
+def attempts(store: Store, article_id: str) -> dict[str, int]:
+    article = store.get_article(article_id)
+    assert article is not None
+    return {name: state.attempts for name, state in article.analyses.items()}
+
+
+def test_a_start_sent_again_with_its_token_counts_one_attempt(store: Store) -> None:
+    article_id = store.create_article(NewArticle(text="A.")).article_id
+    token = write_token()
+    first, _ = store.start_analysis_and_read(article_id, "summary", token=token)
+    assert first == ("queued", 1)
+    again, article_again = store.start_analysis_and_read(article_id, "summary", token=token)
+    assert again == first
+    assert article_again == store.get_article(article_id)
+    assert attempts(store, article_id)["summary"] == 1
+    assert store.start_analysis(article_id, "summary") == ("running", 2)  # a new start still counts
+
+
+def test_a_finish_and_start_sent_again_counts_the_next_attempt_once(store: Store) -> None:
+    article_id = store.create_article(NewArticle(text="A.")).article_id
+    store.start_analysis(article_id, "summary")
+    token = write_token()
+    replies = [
+        store.finish_analysis_and_start(
+            article_id, "summary", result={"text": "A."}, version="s1", next_name="stance", token=token
+        )
+        for _ in range(2)
+    ]
+    assert replies == [("running", ("queued", 1))] * 2
+    assert attempts(store, article_id) == {"summary": 1, "stance": 1, "duplicates": 0}
+
+
+def test_a_webhook_attempt_sent_again_is_counted_once(store: Store) -> None:
+    article_id = store.create_article(NewArticle(text="A.", callback_url="https://h.example/x")).article_id
+    for name in ANALYSES:
+        store.finish_analysis(article_id, name, result={}, version="v")
+    claim = write_token()
+    assert [store.move_webhook(article_id, "due", "queued", token=claim) for _ in range(2)] == [True, True]
+    attempt = write_token()
+    assert [store.start_webhook(article_id, token=attempt) for _ in range(2)] == [("queued", 1)] * 2
+    assert store.start_webhook(article_id) == ("queued", 2)
+
+
+def test_an_article_stored_before_tokens_is_started_as_before(store: Store) -> None:
+    article_id = store.create_article(NewArticle(text="A.")).article_id
+    key = f"{store.prefix}:article:{article_id}"
+    # What a release without tokens leaves: started twice, no record of a token.
+    store.redis.hset(key, mapping={"status": "running", "summary:status": "running", "summary:attempts": "2"})
+    token = write_token()
+    replies = [store.start_analysis(article_id, "summary", token=token) for _ in range(2)]
+    assert replies == [("running", 3)] * 2
+
+
+def test_patiently_retrying_a_start_whose_reply_was_lost_counts_it_once(store: Store) -> None:
+    article_id = store.create_article(NewArticle(text="A.")).article_id
+    start = LosingFirstReply(store.start_analysis)
+    token = write_token()
+    assert patiently(lambda: start(article_id, "summary", token=token), within=5) == ("queued", 1)
+    assert start.calls == 2  # applied, reply lost, tried again
+    assert attempts(store, article_id)["summary"] == 1
+
+
+def test_a_run_whose_writes_lose_their_replies_finishes_with_one_attempt_each(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With one attempt allowed, each analysis's one real attempt must be enough, although every kind of
+    write the run makes has its first reply lost after Redis applied it."""
+    analyzers = Analyzers(Settings.from_env({}, stance_scorer="lexicon"), store, scorer=LexiconScorer())
+    article_id = store.create_article(NewArticle(text=WIRE.read_text(encoding="utf-8"))).article_id
+    lossy = {
+        method: LosingFirstReply(getattr(store, method))
+        for method in ("start_analysis_and_read", "finish_analysis_and_start", "finish_analysis")
+    }
+    for method, wrapper in lossy.items():
+        monkeypatch.setattr(store, method, wrapper)
+    names = ["summary", "duplicates", "stance"]
+    assert run_analyses(store, analyzers, article_id, names, max_attempts=1, store_patience=5) == RunOutcome(
+        "done", None
+    )
+    assert [wrapper.calls for wrapper in lossy.values()] == [2, 3, 2]
+    assert attempts(store, article_id) == dict.fromkeys(ANALYSES, 1)
+    assert store.redis.xlen(store.results_stream) == 1
+
+
+def test_a_reply_lost_on_the_socket_is_sent_again_by_redis_py_and_counted_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No wrapper here: the script's reply is read off the socket and then the connection fails, so
+    redis-py's own retry (the store's client allows one) sends the same EVALSHA on a new connection."""
+    article_id = store.create_article(NewArticle(text="A.")).article_id
+    store.start_analysis(article_id, "stance")  # loads the script: the EVALSHA below needs no SCRIPT LOAD
+    read_response = redis.connection.Connection.read_response
+    this_thread = threading.get_ident()  # not the metrics flusher's
+    lost: list[Any] = []
+
+    def losing(self: redis.connection.Connection, *args: Any, **kwargs: Any) -> Any:
+        reply = read_response(self, *args, **kwargs)
+        if threading.get_ident() == this_thread and isinstance(reply, list) and not lost:
+            lost.append(reply)  # a script's reply: {previous, attempts}
+            raise redis.ConnectionError("Connection closed by server.")
+        return reply
+
+    monkeypatch.setattr(redis.connection.Connection, "read_response", losing)
+    assert store.start_analysis(article_id, "summary") == ("queued", 1)
+    assert lost == [[b"queued", 1]]  # applied, its reply lost; the reply above is the resent command's
+    assert attempts(store, article_id)["summary"] == 1
