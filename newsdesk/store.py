@@ -270,11 +270,13 @@ def content_digest(payload: Mapping[str, Any]) -> str:
 # that ask for its analyses, or returns the article an Idempotency-Key already names (while that article
 # still exists: one deleted or expired frees its key). A new article that would take the unfinished ones
 # over the bound is refused, in the same step as the count, so concurrent submissions cannot all pass one
-# count: {-1, unfinished}.
+# count: {-1, unfinished}. The id is new with each call, so an article already under it is this very
+# call sent again (redis-py resends a command whose reply was lost): its reply, and nothing pushed twice.
 # KEYS: article, articles, pending, owner's articles, owners, sequence[, idempotency key], message lists.
 # ARGV: id, now (ms), digest, idempotency TTL, article key prefix, owner, bound (-1: none),
 # 1 with an idempotency key (else 0), number of messages, messages..., fields...
 _CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return {1, ARGV[1] .. '|' .. ARGV[3]} end
 local keyed = ARGV[8] == '1'
 if keyed then
   local existing = redis.call('GET', KEYS[7])
@@ -310,7 +312,8 @@ return {1, ARGV[1] .. '|' .. ARGV[3]}
 # A batch in one step: its record, its items in order (an article id, or '!' and the rejection), and
 # every accepted article with its listing entries, so a batch is never stored half-way. Like _CREATE, a
 # new batch whose articles would take the unfinished ones over the bound is refused: {-1, unfinished}.
-# Each accepted article's messages go onto the lists in the same step.
+# Each accepted article's messages go onto the lists in the same step. As in _CREATE, a batch already
+# under its new id is this call sent again.
 # KEYS: batch, batch items, articles, pending, owner's articles, owners, sequence[, idempotency key],
 # message lists.
 # ARGV: batch id, now (ms), digest, idempotency TTL, batch key prefix, owner, result TTL,
@@ -318,6 +321,7 @@ return {1, ARGV[1] .. '|' .. ARGV[3]}
 # message lists, number of batch fields, batch fields..., then per item either 'a', article id, number
 # of fields, fields..., one message per list, or 'r', rejection JSON.
 _CREATE_BATCH = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return {1, ARGV[1] .. '|' .. ARGV[3]} end
 local keyed = ARGV[11] == '1'
 local lists = tonumber(ARGV[12])
 local first_list = keyed and 9 or 8

@@ -2,7 +2,8 @@
 
 A start counts an attempt. Sent again with the token of the first try (as `patiently` and redis-py's
 own retry send it), it must return the first reply and count nothing more; otherwise an article is
-given up after fewer real attempts than NEWSDESK_MAX_ATTEMPTS.
+given up after fewer real attempts than NEWSDESK_MAX_ATTEMPTS. A submission resent by redis-py must not
+push its messages twice.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 import redis.connection
 
 from newsdesk.settings import Settings
-from newsdesk.store import ANALYSES, NewArticle, Store, write_token
+from newsdesk.store import ANALYSES, NewArticle, QueuedMessage, Store, write_token
 from tests.lost_reply import LosingFirstReply
 from workers.analysis.stance import LexiconScorer
 from workers.pipeline import Analyzers, RunOutcome, patiently, run_analyses
@@ -123,13 +124,10 @@ def test_a_run_whose_writes_lose_their_replies_finishes_with_one_attempt_each(
     assert store.redis.xlen(store.results_stream) == 1
 
 
-def test_a_reply_lost_on_the_socket_is_sent_again_by_redis_py_and_counted_once(
-    store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """No wrapper here: the script's reply is read off the socket and then the connection fails, so
-    redis-py's own retry (the store's client allows one) sends the same EVALSHA on a new connection."""
-    article_id = store.create_article(NewArticle(text="A.")).article_id
-    store.start_analysis(article_id, "stance")  # loads the script: the EVALSHA below needs no SCRIPT LOAD
+def lose_next_script_reply(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """From now on, the first script reply (a list) this thread reads is read off the socket, and then
+    the connection fails: redis-py's own retry (the store's client allows one) sends the same command
+    again on a new connection. Returns the list the lost reply will be put in."""
     read_response = redis.connection.Connection.read_response
     this_thread = threading.get_ident()  # not the metrics flusher's
     lost: list[Any] = []
@@ -137,11 +135,45 @@ def test_a_reply_lost_on_the_socket_is_sent_again_by_redis_py_and_counted_once(
     def losing(self: redis.connection.Connection, *args: Any, **kwargs: Any) -> Any:
         reply = read_response(self, *args, **kwargs)
         if threading.get_ident() == this_thread and isinstance(reply, list) and not lost:
-            lost.append(reply)  # a script's reply: {previous, attempts}
+            lost.append(reply)
             raise redis.ConnectionError("Connection closed by server.")
         return reply
 
     monkeypatch.setattr(redis.connection.Connection, "read_response", losing)
+    return lost
+
+
+def test_a_reply_lost_on_the_socket_is_sent_again_by_redis_py_and_counted_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No wrapper here: the store's own call loses the reply, and redis-py sends the EVALSHA again."""
+    article_id = store.create_article(NewArticle(text="A.")).article_id
+    store.start_analysis(article_id, "stance")  # loads the script: the EVALSHA below needs no SCRIPT LOAD
+    lost = lose_next_script_reply(monkeypatch)
     assert store.start_analysis(article_id, "summary") == ("queued", 1)
     assert lost == [[b"queued", 1]]  # applied, its reply lost; the reply above is the resent command's
     assert attempts(store, article_id)["summary"] == 1
+
+
+def test_a_submission_whose_reply_was_lost_is_stored_and_queued_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redis-py sends a lost creation again too: it must neither push the article's messages twice nor
+    count the article against the backlog bound it already passed."""
+    store.create_article(NewArticle(text="Loads the script."))
+
+    def messages(article_id: str) -> list[QueuedMessage]:
+        return [QueuedMessage(f"{store.prefix}:q", article_id, article_id)]
+
+    lost = lose_next_script_reply(monkeypatch)
+    submitted = store.create_article(NewArticle(text="A."), messages=messages, max_backlog=2)
+    assert len(lost) == 1
+    assert submitted.created
+    assert store.redis.lrange(f"{store.prefix}:q", 0, -1) == [submitted.article_id.encode()]
+    assert store.pending_count() == 2
+    lost = lose_next_script_reply(monkeypatch)
+    batch = store.create_batch("", [NewArticle(text="B.")], messages=messages, max_backlog=3)
+    assert len(lost) == 1
+    assert batch.created
+    assert store.redis.llen(f"{store.prefix}:q") == 2
+    assert store.pending_count() == 3
