@@ -372,8 +372,10 @@ return {1, ARGV[1] .. '|' .. ARGV[3]}
 # Writes a caller may send twice. A write can reach Redis and be applied while its reply is lost (the
 # connection drops first); redis-py's own retry of the command (see connect) and the workers' retries
 # through an outage (`patiently`) then send it again, and a second application would count an attempt
-# twice. So each script below that changes state takes a token naming one logical write: the caller
-# makes it once, before its retries (write_token()); without one the store makes a token per call, which
+# twice. So the scripts whose second application would differ from the first (an analysis's start and
+# finish, a webhook's moves and attempts) take a token naming one logical write; the others below write
+# the same values again (_RECORD_WEBHOOK) or find nothing left to do (_DELETE). The caller makes the
+# token once, before its retries (write_token()); without one the store makes a token per call, which
 # still covers redis-py's resend. The script records the token, with its reply, in a field of the record
 # it changes; a call that finds its own token there is the same write sent again, and gets the recorded
 # reply with nothing changed. Only the last token is kept: a caller retries one write before it makes the
