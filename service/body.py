@@ -15,6 +15,7 @@ import marshmallow as ma
 from flask import Request, g
 from webargs import core
 from webargs.flaskparser import FlaskParser
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from service.problems import PROBLEM_MIMETYPE, Problem, ProblemSchema
 
@@ -61,6 +62,16 @@ def _bad_json(detail: str) -> Problem:
     return Problem(400, "malformed-json", "The request body is not valid JSON", detail)
 
 
+def _too_large(limit: int | None) -> Problem:
+    """The same 413 whether the size was declared (Content-Length) or found by reading (chunked)."""
+    return Problem(
+        413,
+        "body-too-large",
+        "Request body too large",
+        f"The body is over {limit} bytes (NEWSDESK_MAX_BODY_BYTES).",
+    )
+
+
 def _more_follows(request: Request) -> bool:
     """Whether a chunked body (no Content-Length) goes on past the bytes read: Werkzeug stops reading at
     MAX_CONTENT_LENGTH without refusing, so a body of exactly the limit and a longer one look alike."""
@@ -76,10 +87,13 @@ def read_json_body(request: Request) -> Any:
             "Unsupported media type",
             f"Send the body as application/json, not {request.mimetype or 'no Content-Type'}.",
         )
-    raw = request.get_data(cache=True)  # a Content-Length over MAX_CONTENT_LENGTH: 413 here
     limit = request.max_content_length
+    try:
+        raw = request.get_data(cache=True)
+    except RequestEntityTooLarge as error:  # a Content-Length over the limit: nothing is read
+        raise _too_large(limit) from error
     if request.content_length is None and limit is not None and len(raw) >= limit and _more_follows(request):
-        raise Problem(413, "body-too-large", "Request body too large", f"The body is over {limit} bytes.")
+        raise _too_large(limit)
     if not raw.strip():
         raise _bad_json("The body is empty.")
     try:
@@ -100,20 +114,9 @@ def read_json_body(request: Request) -> Any:
             "The body contains a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff escape)."
         ) from error
     except ValueError as error:
-        raise _bad_json(f"{str(error).capitalize()}.") from error
+        message = str(error)
+        raise _bad_json(f"{message[:1].upper()}{message[1:]}.") from error  # "NaN is ...", not "Nan is ..."
     return value
-
-
-def check_text_length(text: str, limit: int) -> None:
-    """The configured bound on `text` (NEWSDESK_MAX_TEXT_CHARS), reported like a schema violation."""
-    if len(text) > limit:
-        raise Problem(
-            422,
-            "validation-error",
-            "The request body is not valid",
-            "See `errors` for each invalid field.",
-            errors=[{"field": "text", "message": f"Longer than maximum length {limit}."}],
-        )
 
 
 class _BodyParser(FlaskParser):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import http
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import marshmallow as ma
 import redis
@@ -79,14 +79,18 @@ class Problem(Exception):
         self.headers = dict(headers or {})
         self.extra = dict(extra or {})
 
-    def response(self) -> Response:
+    def body(self) -> dict[str, Any]:
+        """The problem as JSON members; `instance` (the request's path) is added by `response`."""
         body: dict[str, Any] = {"type": _TYPE_PREFIX + self.slug, "title": self.title, "status": self.status}
         if self.detail:
             body["detail"] = self.detail
-        body["instance"] = request.path
         if self.errors is not None:
             body["errors"] = self.errors
         body.update(self.extra)
+        return body
+
+    def response(self) -> Response:
+        body = {**self.body(), "instance": request.path}
         response = Response(json.dumps(body), status=self.status, mimetype=PROBLEM_MIMETYPE)
         response.headers.update(self.headers)
         return response
@@ -125,22 +129,32 @@ _SLUGS = {
 }
 
 
+# One title per problem type (RFC 9457); the detail says where the invalid fields are.
+VALIDATION_TITLE = "The request is not valid"
+_INVALID_DETAIL = {
+    "body": "See `errors` for each invalid field of the body.",
+    "query": "See `errors` for each invalid query parameter.",
+    "article": "See `errors` for each invalid field of this article.",
+}
+
+
+def invalid(errors: list[dict[str, str]], where: Literal["body", "query", "article"]) -> Problem:
+    """The 422 of a body, a query or a batch's article that breaks the schema: one entry per field."""
+    return Problem(422, "validation-error", VALIDATION_TITLE, _INVALID_DETAIL[where], errors=errors)
+
+
 def from_http_exception(error: HTTPException) -> Problem:
     status = error.code or 500
     data = getattr(error, "data", None) or {}
     messages = data.get("messages")
     if status == 422 and messages:
-        # webargs nests messages under the location ("json"); the field path is what clients need.
-        inner = messages.get("json", messages) if isinstance(messages, Mapping) else {"_schema": messages}
-        in_body = not isinstance(messages, Mapping) or "json" in messages
-        title = "The request body is not a valid submission" if in_body else "The query is not valid"
-        return Problem(
-            422,
-            "validation-error",
-            title,
-            "See `errors` for each invalid field.",
-            errors=field_errors(inner),
-        )
+        # webargs nests messages under the location ("json" or "query"); the field path is what clients
+        # need, the same wherever the check was made.
+        if not isinstance(messages, Mapping):
+            messages = {"json": {"_schema": messages}}
+        in_query = "query" in messages and "json" not in messages
+        inner = messages.get("query" if in_query else "json", messages)
+        return invalid(field_errors(inner), "query" if in_query else "body")
     if status >= 500:
         return Problem(
             status, "internal-error", "Internal server error", "The error was logged; please retry later."

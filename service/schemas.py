@@ -1,4 +1,9 @@
-"""Request and response schemas: what the API accepts, what it returns, and the OpenAPI document of both."""
+"""Request and response schemas: what the API accepts, what it returns, and the OpenAPI document of both.
+
+The checks that depend on the configuration (NEWSDESK_MAX_TEXT_CHARS, the webhook settings) read the
+running app's settings, so that a body's every fault is reported at once: these schemas load inside a
+request.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ from marshmallow import fields, validate
 
 from newsdesk.seeds import MAX_SEED_ID_CHARS, SEED_ID, SEED_ID_RULE
 from newsdesk.settings import MAX_BATCH_PAGE, Settings
+from newsdesk.webhooks import check_callback_url
+from service.app_context import services
 from workers.analysis.summary import MAX_SENTENCES
 from workers.analysis.text import has_words, prepare
 
@@ -21,6 +28,22 @@ def _has_words(value: str) -> None:
     # would otherwise be accepted and analysed as nothing.
     if not has_words(value) or not has_words(prepare(value).clean):
         raise ma.ValidationError("Text contains no words.")
+
+
+def _within_configured_length(value: str) -> None:
+    limit = services().settings.max_text_chars
+    if len(value) > limit:
+        raise ma.ValidationError(f"Longer than maximum length {limit}.")
+
+
+def _callable_callback(url: str) -> None:
+    """A callback_url this service will call: webhooks configured, and an address it may reach."""
+    settings = services().settings
+    if not settings.webhook_secret:
+        raise ma.ValidationError("Webhooks are not configured on this service (NEWSDESK_WEBHOOK_SECRET).")
+    reason = check_callback_url(url, allow_private=settings.webhook_allow_private)
+    if reason:
+        raise ma.ValidationError(reason)
 
 
 def _is_control(character: str) -> bool:
@@ -70,8 +93,8 @@ class StrictSchema(ma.Schema):
 def _text_field(description: str) -> fields.String:
     return fields.String(
         required=True,
-        # The upper bound is NEWSDESK_MAX_TEXT_CHARS, checked by the view; maxLength shows the default.
-        validate=[validate.Length(min=1), _has_words],
+        # The upper bound is NEWSDESK_MAX_TEXT_CHARS; maxLength shows the default.
+        validate=[validate.Length(min=1), _within_configured_length, _has_words],
         metadata={"description": description, "maxLength": MAX_TEXT_CHARS},
     )
 
@@ -118,7 +141,7 @@ class ArticleSubmissionSchema(StrictSchema):
     )
     options = fields.Nested(OptionsSchema, load_default=dict)
     callback_url = fields.Url(
-        validate=[validate.Length(max=2_048), _no_control_characters],
+        validate=[validate.Length(max=2_048), _no_control_characters, _callable_callback],
         schemes={"http", "https"},
         require_tld=False,
         metadata={
@@ -272,10 +295,16 @@ class ArticleSchema(ma.Schema):
 MAX_WAIT_SECONDS = Settings.max_wait  # the documented default; NEWSDESK_MAX_WAIT changes it
 
 
+def _within_configured_wait(value: int) -> None:
+    limit = services().settings.max_wait
+    if value > limit:
+        raise ma.ValidationError(f"Must be at most {limit} seconds.")
+
+
 class WaitQuerySchema(StrictSchema):
     wait = fields.Integer(
         load_default=0,
-        validate=validate.Range(min=0),
+        validate=[validate.Range(min=0), _within_configured_wait],
         metadata={
             "description": "Seconds to wait for the article (or batch) to finish before answering "
             f"(long-poll); at most NEWSDESK_MAX_WAIT ({MAX_WAIT_SECONDS} by default)",

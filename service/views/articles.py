@@ -11,11 +11,10 @@ from contextlib import contextmanager
 from typing import Any
 
 import marshmallow as ma
-from flask import g, request
+from flask import Response, g, request
 from flask.views import MethodView
 
 from newsdesk.results import article_location, article_view
-from newsdesk.settings import Settings
 from newsdesk.store import (
     TERMINAL,
     Article,
@@ -28,9 +27,8 @@ from newsdesk.store import (
     is_store_id,
     iso_utc,
 )
-from newsdesk.webhooks import check_callback_url
 from service.app_context import services
-from service.body import Blueprint, check_text_length
+from service.body import Blueprint
 from service.problems import Problem
 from service.schemas import (
     ArticleListQuerySchema,
@@ -92,16 +90,6 @@ class Articles(MethodView):
         `Idempotency-Key` header to make retries safe: the same key and body return the same article.
         """
         current = services()
-        check_text_length(submission["text"], current.settings.max_text_chars)
-        callback_problem = check_callback(submission, current.settings)
-        if callback_problem:
-            raise Problem(
-                422,
-                "validation-error",
-                "The request body is not valid",
-                "See `errors` for each invalid field.",
-                errors=[callback_problem],
-            )
         key = idempotency_key()
         article = new_article(submission, g.owner)
         digest = content_digest(g.json_body) if key else ""
@@ -180,7 +168,6 @@ class ArticleResource(MethodView):
         N seconds with whatever is ready then.
         """
         current = services()
-        check_wait(wait, current.settings)
         article = _owned_article(article_id)
         if wait and article.status not in TERMINAL:
             current.store.wait_for_message(
@@ -201,7 +188,9 @@ class ArticleResource(MethodView):
         if len(article_id) > 64 or not services().store.delete_article(article_id, g.owner):
             raise _not_found(article_id)
         log.info("article deleted", extra={"article_id": article_id})
-        return ""
+        response = Response(status=204)
+        del response.headers["Content-Type"]  # no body, so no type (flask-smorest's "" would say JSON)
+        return response
 
 
 def _not_found(article_id: str) -> Problem:
@@ -213,17 +202,6 @@ def _owned_article(article_id: str) -> Article:
     if article is None or article.owner != g.owner:  # another key's article does not exist for you
         raise _not_found(article_id)
     return article
-
-
-def check_wait(wait: int, settings: Settings) -> None:
-    if wait > settings.max_wait:
-        raise Problem(
-            422,
-            "validation-error",
-            "The request is not valid",
-            "See `errors` for each invalid field.",
-            errors=[{"field": "wait", "message": f"Must be at most {settings.max_wait} seconds."}],
-        )
 
 
 @contextmanager
@@ -249,18 +227,6 @@ def refusals_as_problems(*, earlier: str, new: str) -> Iterator[None]:
             f"This key was first used for another {earlier}; use a new key for a new {new}.",
             extra={"id": conflict.article_id},
         ) from conflict
-
-
-def check_callback(submission: dict[str, Any], settings: Settings) -> dict[str, str] | None:
-    """A field error for a callback_url this service will not call, or None."""
-    url = submission.get("callback_url")
-    if url is None:
-        return None
-    if not settings.webhook_secret:
-        reason: str | None = "Webhooks are not configured on this service (NEWSDESK_WEBHOOK_SECRET)."
-    else:
-        reason = check_callback_url(url, allow_private=settings.webhook_allow_private)
-    return {"field": "callback_url", "message": reason} if reason else None
 
 
 def new_article(submission: dict[str, Any], owner: str) -> NewArticle:

@@ -21,11 +21,9 @@ from newsdesk.store import (
 )
 from service.app_context import services
 from service.body import Blueprint
-from service.problems import Problem, field_errors
+from service.problems import VALIDATION_TITLE, Problem, field_errors, invalid
 from service.schemas import ArticleSubmissionSchema, BatchQuerySchema, BatchSchema, BatchSubmissionSchema
 from service.views.articles import (
-    check_callback,
-    check_wait,
     idempotency_key,
     new_article,
     refusals_as_problems,
@@ -44,29 +42,13 @@ def _location(batch_id: str) -> str:
     return f"/v1/batches/{batch_id}"
 
 
-def _invalid_item(errors: list[dict[str, str]]) -> dict[str, Any]:
-    return {
-        "type": "urn:newsdesk:problem:validation-error",
-        "title": "The article is not valid",
-        "status": 422,
-        "errors": errors,
-    }
-
-
 def check_item(index: int, raw: Any, owner: str) -> NewArticle | Rejected:
     """One batch item, checked exactly as POST /v1/articles checks a body."""
-    settings = services().settings
     try:
         submission = _ITEM_SCHEMA.load(raw)
     except ma.ValidationError as error:
         messages = error.messages if isinstance(error.messages, dict) else {"_schema": error.messages}
-        return Rejected(index, _invalid_item(field_errors(messages)))
-    if len(submission["text"]) > settings.max_text_chars:
-        message = f"Longer than maximum length {settings.max_text_chars}."
-        return Rejected(index, _invalid_item([{"field": "text", "message": message}]))
-    callback_problem = check_callback(submission, settings)
-    if callback_problem:
-        return Rejected(index, _invalid_item([callback_problem]))
+        return Rejected(index, invalid(field_errors(messages), "article").body())
     return new_article(submission, owner)
 
 
@@ -109,8 +91,8 @@ class Batches(MethodView):
             raise Problem(
                 422,
                 "validation-error",
-                "No article in the batch is valid",
-                "See `items` for each article's reason; nothing was stored.",
+                VALIDATION_TITLE,
+                "No article in the batch is valid: see `items` for each one's reason; nothing was stored.",
                 extra={
                     "items": [
                         {"index": item.index, **item.problem} for item in items if isinstance(item, Rejected)
@@ -158,7 +140,6 @@ class BatchResource(MethodView):
         after N seconds.
         """
         current = services()
-        check_wait(wait, current.settings)
         start = _read_cursor(cursor) if cursor else 0
         batch = _owned_batch(batch_id)
         if wait and not _finished(batch):

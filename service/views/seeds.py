@@ -11,7 +11,7 @@ from flask.views import MethodView
 from newsdesk.seeds import MAX_SEED_ID_CHARS, add_seeds
 from newsdesk.store import Seed
 from service.app_context import services
-from service.body import Blueprint, check_text_length
+from service.body import Blueprint
 from service.problems import Problem
 from service.schemas import SeedListQuerySchema, SeedPageSchema, SeedSchema, SeedSubmissionSchema
 
@@ -51,7 +51,6 @@ class Seeds(MethodView):
         Submissions analysed from now on are checked against it.
         """
         current = services()
-        check_text_length(submission["text"], current.settings.max_text_chars)
         seed = Seed(
             id=submission.get("id") or uuid.uuid4().hex,
             text=submission["text"],

@@ -162,12 +162,25 @@ def test_text_over_the_configured_limit(client: FlaskClient, app: Any) -> None:
     assert problem["errors"] == [{"field": "text", "message": f"Longer than maximum length {limit}."}]
 
 
+def test_every_fault_of_a_body_is_listed_at_once(client: FlaskClient, app: Any) -> None:
+    # The configured bounds (text length, webhooks) are checked with the schema, not after it passes, so
+    # that a client fixing the first answer is not refused a second time for what it could have known.
+    limit = app.extensions["newsdesk"].settings.max_text_chars
+    body = {"text": "word " * (limit // 5 + 1), "title": "", "callback_url": "https://example.com/in", "x": 1}
+    problem = assert_problem(post(client, body), 422, "validation-error")
+    assert (problem["title"], problem["detail"]) == (
+        "The request is not valid",
+        "See `errors` for each invalid field of the body.",
+    )
+    assert sorted(error["field"] for error in problem["errors"]) == ["callback_url", "text", "title", "x"]
+
+
 @pytest.mark.parametrize(
     ("data", "detail"),
     [
         (b'{"text": "unterminated', "Unterminated string"),
         (b"", "empty"),
-        (b'{"text": NaN}', "NaN"),
+        (b'{"text": NaN}', "NaN is not valid JSON"),
         (b'{"text": "a", "text": "b"}', "Duplicate key"),
         (b'{"text": "\\ud800 lone"}', "surrogate"),
         (b'{"text": "caf\xe9"}', "not UTF-8"),
@@ -180,6 +193,8 @@ def test_malformed_json_is_400(client: FlaskClient, data: bytes, detail: str) ->
     response = client.post("/v1/articles", data=data, content_type="application/json")
     problem = assert_problem(response, 400, "malformed-json")
     assert detail.lower() in problem["detail"].lower()
+    if detail == "NaN is not valid JSON":
+        assert problem["detail"].startswith(detail)  # not "Nan is not valid json"
 
 
 @pytest.mark.parametrize(
@@ -192,11 +207,25 @@ def test_non_json_is_415(client: FlaskClient, content_type: str | None) -> None:
     assert_problem(response, 415, "unsupported-media-type")
 
 
-def test_body_over_the_limit_is_413(client: FlaskClient, app: Any) -> None:
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+def test_body_over_the_limit_is_413(client: FlaskClient, app: Any, declared: bool) -> None:
     limit = app.config["MAX_CONTENT_LENGTH"]
     body = json.dumps({"text": "x" * limit}).encode()
-    assert_problem(
-        client.post("/v1/articles", data=body, content_type="application/json"), 413, "body-too-large"
+    if declared:
+        response = client.post("/v1/articles", data=body, content_type="application/json")
+    else:  # no Content-Length: the size is found by reading
+        response = client.post(
+            "/v1/articles",
+            input_stream=io.BytesIO(body),
+            content_type="application/json",
+            headers={"Transfer-Encoding": "chunked"},
+            environ_overrides={"wsgi.input_terminated": True},  # as gunicorn passes a chunked body
+        )
+    problem = assert_problem(response, 413, "body-too-large")
+    # The same answer however the body came, naming the limit and its setting.
+    assert (problem["title"], problem["detail"]) == (
+        "Request body too large",
+        f"The body is over {limit} bytes (NEWSDESK_MAX_BODY_BYTES).",
     )
 
 
