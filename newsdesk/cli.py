@@ -6,19 +6,24 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import click
 
 from newsdesk import logs
-from newsdesk.settings import Settings, redacted
+from newsdesk.settings import KEY_NAME, KEY_NAME_RULE, Settings, redacted
+
+if TYPE_CHECKING:
+    from newsdesk.client import ArticleInput
 
 F = TypeVar("F", bound=Callable[..., Any])
 LOCAL_DATA_DIR = ".newsdesk"  # `newsdesk run`'s default data folder
+_PORT = click.IntRange(1, 65535)
 
 
 def _data_dir_option(help_text: str) -> Callable[[F], F]:
@@ -91,7 +96,12 @@ def _seed_store_settings() -> Settings:
     if embedded:
         settings = dataclasses.replace(settings, redis_url=embedded)
     where = urlsplit(settings.redis_url)
-    origin = "newsdesk run's embedded Redis" if embedded else "REDIS_URL"
+    if embedded:
+        origin = "newsdesk run's embedded Redis"
+    elif os.environ.get("REDIS_URL"):
+        origin = "REDIS_URL"
+    else:
+        origin = f"the default: REDIS_URL is not set and no newsdesk run is using {data_dir}"
     click.echo(f"redis: {where.hostname}:{where.port or 6379}{where.path} ({origin})", err=True)
     return settings
 
@@ -102,10 +112,17 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, envvar="NEWSDESK_API_HOST")
-@click.option("--port", default=8000, show_default=True, type=int, envvar="NEWSDESK_API_PORT")
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="NEWSDESK_API_HOST", show_envvar=True)
+@click.option(
+    "--port", default=8000, show_default=True, type=_PORT, envvar="NEWSDESK_API_PORT", show_envvar=True
+)
 @_data_dir_option("Where the embedded Redis keeps its data (ignored when REDIS_URL is set).")
-@click.option("--concurrency", default=None, type=int, help="Worker processes [NEWSDESK_WORKER_CONCURRENCY].")
+@click.option(
+    "--concurrency",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Worker processes [NEWSDESK_WORKER_CONCURRENCY].",
+)
 def run(host: str, port: int, data_dir: Path, concurrency: int | None) -> None:
     """Everything on this machine: Redis (embedded unless REDIS_URL is set), seeds, a worker and the API."""
     from newsdesk.local import CannotStart, run_local  # noqa: PLC0415 - keeps `newsdesk --help` fast
@@ -131,8 +148,10 @@ def run(host: str, port: int, data_dir: Path, concurrency: int | None) -> None:
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, envvar="NEWSDESK_API_HOST")
-@click.option("--port", default=8000, show_default=True, type=int, envvar="NEWSDESK_API_PORT")
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="NEWSDESK_API_HOST", show_envvar=True)
+@click.option(
+    "--port", default=8000, show_default=True, type=_PORT, envvar="NEWSDESK_API_PORT", show_envvar=True
+)
 @click.option(
     "--workers",
     default=2,
@@ -160,7 +179,12 @@ def api(host: str, port: int, workers: int, threads: int) -> None:
 
 
 @main.command()
-@click.option("--concurrency", default=None, type=int, help="Worker processes [NEWSDESK_WORKER_CONCURRENCY].")
+@click.option(
+    "--concurrency",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Worker processes [NEWSDESK_WORKER_CONCURRENCY].",
+)
 @click.option(
     "--queues", default=None, help="Comma-separated queues to consume [NEWSDESK_WORKER_QUEUES; default: all]."
 )
@@ -214,12 +238,15 @@ def _numbers(text: str) -> list[int]:
     help="Holds news_corpus/news_corpus.jsonl [../shared/data]; without it: seeds/ and synthetic text.",
 )
 @click.option(
-    "--articles", default=None, type=int, help="Articles per analysis, API and latency measurement [200]."
+    "--articles",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Articles per analysis, API and latency measurement [200].",
 )
 @click.option(
     "--backlog",
     default=None,
-    type=int,
+    type=click.IntRange(min=1),
     help="Articles queued, then drained by the workers, and run through the bare loop [400].",
 )
 @click.option("--quick", is_flag=True, help="Tiny sizes: checks that everything runs; figures mean little.")
@@ -271,6 +298,10 @@ def keys_new(name: str) -> None:
     """Make a key for a client called NAME; print the key (give it to the client) and its config entry."""
     from service.auth import hash_key, new_key  # noqa: PLC0415
 
+    if not re.fullmatch(KEY_NAME, name):
+        # The entry printed must be one NEWSDESK_API_KEYS takes, or the API would refuse to start.
+        raise click.BadParameter(f"{name!r} is not {KEY_NAME_RULE}", param_hint="NAME")
+
     key = new_key()
     click.echo(f"key (give this to the client; it is not stored): {key}")
     click.echo(f"add to NEWSDESK_API_KEYS (comma-separated):   {name}:{hash_key(key)}")
@@ -314,7 +345,7 @@ def seeds_load(path: Path | None) -> None:
 
 
 @seeds.command("list")
-@click.option("--limit", default=1000, show_default=True, type=int)
+@click.option("--limit", default=1000, show_default=True, type=click.IntRange(min=1))
 def seeds_list(limit: int) -> None:
     """Print the stored seeds' ids and titles."""
     from newsdesk.store import Store  # noqa: PLC0415
@@ -327,12 +358,32 @@ def seeds_list(limit: int) -> None:
         click.echo(f"{store.count_seeds()} seeds in all", err=True)
 
 
+def _read_articles(files: tuple[Path, ...], title: str | None) -> list[ArticleInput]:
+    """Each file as an article to submit; one that is not UTF-8 stops the command before any is sent."""
+    articles: list[ArticleInput] = []
+    for file in files:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except UnicodeDecodeError as error:
+            # As the API refuses such a body: a replacement character would shift every offset.
+            raise click.ClickException(
+                f"{file} is not UTF-8 text (invalid byte at position {error.start}); nothing was submitted"
+            ) from error
+        article: ArticleInput = {"text": text}
+        if title:
+            article["title"] = title
+        articles.append(article)
+    return articles
+
+
 @main.command()
 @click.argument(
     "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
-@click.option("--url", default="http://127.0.0.1:8000", show_default=True, envvar="NEWSDESK_URL")
-@click.option("--api-key", default=None, envvar="NEWSDESK_API_KEY")
+@click.option(
+    "--url", default="http://127.0.0.1:8000", show_default=True, envvar="NEWSDESK_URL", show_envvar=True
+)
+@click.option("--api-key", default=None, envvar="NEWSDESK_API_KEY", show_envvar=True)
 @click.option("--title", default=None)
 @click.option("--wait/--no-wait", default=False, help="Wait for the results (long-polling) and print them.")
 @click.option("--timeout", default=600.0, show_default=True, type=float, help="Seconds to wait in all.")
@@ -342,8 +393,20 @@ def seeds_list(limit: int) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Write one JSON file per article (named after its file) here instead of printing.",
 )
-@click.option("--concurrency", default=4, show_default=True, type=int, help="Batches in flight at once.")
-@click.option("--batch-size", default=20, show_default=True, type=int, help="Articles per batch request.")
+@click.option(
+    "--concurrency",
+    default=4,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Batches in flight at once.",
+)
+@click.option(
+    "--batch-size",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Articles per batch request.",
+)
 def submit(
     files: tuple[Path, ...],
     url: str,
@@ -362,14 +425,9 @@ def submit(
     """
     import httpx  # noqa: PLC0415
 
-    from newsdesk.client import ArticleInput, NewsdeskClient, NewsdeskError  # noqa: PLC0415
+    from newsdesk.client import NewsdeskClient, NewsdeskError  # noqa: PLC0415
 
-    articles: list[ArticleInput] = []
-    for file in files:
-        article: ArticleInput = {"text": file.read_text(encoding="utf-8", errors="replace")}
-        if title:
-            article["title"] = title
-        articles.append(article)
+    articles = _read_articles(files, title)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     with (

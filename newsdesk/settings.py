@@ -12,7 +12,10 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-_KEY_ENTRY = re.compile(r"^(?P<name>[A-Za-z0-9_.\-]{1,64}):(?P<digest>[0-9a-f]{64})$")
+# An API key's entry in NEWSDESK_API_KEYS: the client's name, a colon, the key's SHA-256.
+KEY_NAME = r"[A-Za-z0-9_.\-]{1,64}"
+KEY_NAME_RULE = "1 to 64 letters, digits, '_', '.' or '-'"
+_KEY_ENTRY = re.compile(rf"^(?P<name>{KEY_NAME}):(?P<digest>[0-9a-f]{{64}})$")
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 # The most items one page of a batch holds (`GET /v1/batches/{id}?limit=`), and so the largest batch.
 MAX_BATCH_PAGE = 1000

@@ -130,3 +130,46 @@ def test_a_bad_seed_file_stops_the_load_before_anything_is_stored(
         assert store.list_seeds(limit=10) == []  # not even the good files read before the bad one
     finally:
         store.redis.delete(*store.redis.keys(f"{prefix}:*") or ["-"])
+
+
+def test_submit_refuses_a_file_that_is_not_utf8_before_sending_anything(tmp_path: Path) -> None:
+    good, bad = tmp_path / "good.txt", tmp_path / "bad.txt"
+    good.write_text("Words of an article. And a second sentence.", encoding="utf-8")
+    bad.write_bytes("Caf\u00e9 in Moscow.".encode("latin-1"))
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there: reaching it would be another error
+    result = CliRunner().invoke(main, ["submit", str(good), str(bad), "--url", url])
+    assert result.exit_code == 1
+    assert _one_error_line(result.output) == (
+        f"Error: {bad} is not UTF-8 text (invalid byte at position 3); nothing was submitted"
+    )
+
+
+@pytest.mark.parametrize("name", ["two words", "name:with:colons", "a,b", "x" * 65, ""])
+def test_keys_new_refuses_a_name_the_api_keys_setting_would_refuse(name: str) -> None:
+    result = CliRunner().invoke(main, ["keys", "new", name])
+    assert result.exit_code == 2
+    assert "is not 1 to 64 letters" in _one_error_line(result.output)
+
+
+def test_keys_new_prints_an_entry_the_api_keys_setting_takes() -> None:
+    result = CliRunner().invoke(main, ["keys", "new", "feed-reader_2.0"])
+    assert result.exit_code == 0, result.output
+    entry = result.output.splitlines()[-1].split()[-1]
+    settings = Settings.from_env({"NEWSDESK_API_KEYS": entry})
+    assert settings.api_key_hashes() == {"feed-reader_2.0": entry.split(":")[1]}
+
+
+@pytest.mark.parametrize(("command", "value"), [(["api"], "70000"), (["api"], "0"), (["run"], "abc")])
+def test_a_port_out_of_range_is_one_line_naming_its_variable(command: list[str], value: str) -> None:
+    result = CliRunner().invoke(main, command, env={"NEWSDESK_API_PORT": value})
+    assert result.exit_code == 2
+    assert "(env var: 'NEWSDESK_API_PORT')" in _one_error_line(result.output)
+
+
+def test_seed_commands_say_when_they_use_the_default_redis(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    result = CliRunner().invoke(main, ["seeds", "--data-dir", str(tmp_path), "list"])
+    assert "(REDIS_URL)" not in result.output
+    assert f"the default: REDIS_URL is not set and no newsdesk run is using {tmp_path}" in result.output
