@@ -31,13 +31,14 @@ _DESCRIPTION = (
     "the United Nations, and near-duplicates among stored seed articles."
 )
 _SWAGGER_ASSETS = Path(swagger_ui_bundle.swagger_ui_path)
-_SECURITY_HEADERS = {
+# On every response; newsdesk/gunicorn_app.py adds them to the answers gunicorn gives itself too.
+SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
     "Cross-Origin-Resource-Policy": "same-origin",
 }
-_API_CSP = "default-src 'none'; frame-ancestors 'none'"
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
 # The docs page runs Swagger UI's scripts and one inline bootstrap script, all served from here.
 _DOCS_CSP = (
     "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
@@ -185,9 +186,9 @@ def _log_request(response: BaseResponse) -> None:
 
 def _add_headers(response: BaseResponse) -> Any:
     _log_request(response)
-    response.headers.update(_SECURITY_HEADERS)
+    response.headers.update(SECURITY_HEADERS)
     is_docs = request.path.startswith("/docs")
-    response.headers.setdefault("Content-Security-Policy", _DOCS_CSP if is_docs else _API_CSP)
+    response.headers.setdefault("Content-Security-Policy", _DOCS_CSP if is_docs else API_CSP)
     if not is_docs:
         response.headers.setdefault("Cache-Control", "no-store")
     return response

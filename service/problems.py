@@ -79,18 +79,20 @@ class Problem(Exception):
         self.headers = dict(headers or {})
         self.extra = dict(extra or {})
 
-    def body(self) -> dict[str, Any]:
-        """The problem as JSON members; `instance` (the request's path) is added by `response`."""
+    def document(self, instance: str | None = None) -> dict[str, Any]:
+        """The problem's JSON body; outside a request too (gunicorn's refusals have no Flask request)."""
         body: dict[str, Any] = {"type": _TYPE_PREFIX + self.slug, "title": self.title, "status": self.status}
         if self.detail:
             body["detail"] = self.detail
+        if instance is not None:
+            body["instance"] = instance
         if self.errors is not None:
             body["errors"] = self.errors
         body.update(self.extra)
         return body
 
     def response(self) -> Response:
-        body = {**self.body(), "instance": request.path}
+        body = self.document(instance=request.path)
         response = Response(json.dumps(body), status=self.status, mimetype=PROBLEM_MIMETYPE)
         response.headers.update(self.headers)
         return response

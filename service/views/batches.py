@@ -48,7 +48,7 @@ def check_item(index: int, raw: Any, owner: str) -> NewArticle | Rejected:
         submission = _ITEM_SCHEMA.load(raw)
     except ma.ValidationError as error:
         messages = error.messages if isinstance(error.messages, dict) else {"_schema": error.messages}
-        return Rejected(index, invalid(field_errors(messages), "article").body())
+        return Rejected(index, invalid(field_errors(messages), "article").document())
     return new_article(submission, owner)
 
 
