@@ -8,6 +8,7 @@ with a 400 that says what is wrong. Views get the parsed body through `Blueprint
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import flask_smorest
@@ -15,9 +16,11 @@ import marshmallow as ma
 from flask import Request, g
 from webargs import core
 from webargs.flaskparser import FlaskParser
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from service.problems import PROBLEM_MIMETYPE, Problem, ProblemSchema
+
+log = logging.getLogger(__name__)
 
 MAX_DEPTH = 32
 # No number the API takes needs more digits; Python's own cap (4,300) would answer in its words.
@@ -90,10 +93,22 @@ def read_json_body(request: Request) -> Any:
     limit = request.max_content_length
     try:
         raw = request.get_data(cache=True)
+        past_limit = request.content_length is None and limit is not None and len(raw) >= limit
+        if past_limit and _more_follows(request):
+            raise _too_large(limit)
     except RequestEntityTooLarge as error:  # a Content-Length over the limit: nothing is read
         raise _too_large(limit) from error
-    if request.content_length is None and limit is not None and len(raw) >= limit and _more_follows(request):
-        raise _too_large(limit)
+    except HTTPException:
+        raise  # the client went away mid-body (werkzeug's ClientDisconnected, a 400)
+    except Problem:
+        raise
+    except Exception as error:
+        # The server's reader of a chunked body refuses a malformed one (gunicorn raises its own parse
+        # errors, such as InvalidChunkSize, here): the client's fault, not a 500.
+        log.info("malformed request body", extra={"error": type(error).__name__})
+        raise Problem(
+            400, "malformed-request", "Malformed request body", "The body's chunked encoding is not valid."
+        ) from error
     if not raw.strip():
         raise _bad_json("The body is empty.")
     try:

@@ -137,3 +137,19 @@ def test_a_request_gunicorn_refuses_is_answered_in_problem_json(
     assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
     assert f'event="request refused" status={status} problem={slug}' in process.log()
     assert "Traceback" not in process.log()
+
+
+def test_a_malformed_chunked_body_is_the_clients_fault(api: tuple[ServiceProcess, str]) -> None:
+    # gunicorn reads a chunked body only as the app asks for it, so its refusal of a bad chunk size
+    # reaches the app, which answers it as a 400 rather than a fault of its own.
+    process, url = api
+    raw = (
+        b"POST /v1/articles HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n{}\r\n0\r\n\r\n"
+    )
+    answered, headers, body = exchange(url, raw)
+    assert answered == 400
+    assert headers["content-type"] == "application/problem+json"
+    problem = json.loads(body)
+    assert (problem["type"], problem["title"]) == (PROBLEM + "malformed-request", "Malformed request body")
+    assert "Traceback" not in process.log()
