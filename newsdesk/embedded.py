@@ -7,6 +7,7 @@ in a folder of the caller's choosing with the append-only file on, so results su
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
 import subprocess
 import time
@@ -14,6 +15,8 @@ from pathlib import Path
 from types import TracebackType
 
 import redis
+
+from newsdesk.parent_death import dies_with_parent
 
 
 def redis_server_binary() -> str:
@@ -31,11 +34,20 @@ def free_port() -> int:
 class EmbeddedRedis:
     """A private redis-server on 127.0.0.1 with AOF persistence under `data_dir`."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, pass_fds: tuple[int, ...] = ()) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        pass_fds: tuple[int, ...] = (),
+        stops_with_parent: bool = False,
+    ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.pass_fds = pass_fds  # held open by the server for as long as it runs (a lock: local.py)
+        # SIGTERM (a clean shutdown: the append-only file fsynced) when the process that started the
+        # server dies, even by SIGKILL; Linux only, and the server must be started from the main thread.
+        self.stops_with_parent = stops_with_parent
 
     @property
     def url(self) -> str:
@@ -68,7 +80,7 @@ class EmbeddedRedis:
         # the whole foreground process group) or a hang-up must not stop Redis under the API and worker
         # still draining into it. Whoever started it stops it, last, with stop().
         self.process = subprocess.Popen(
-            command,
+            dies_with_parent(command, signal.SIGTERM) if self.stops_with_parent else command,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,

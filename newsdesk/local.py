@@ -20,6 +20,7 @@ import httpx
 import redis
 
 from newsdesk.embedded import EmbeddedRedis
+from newsdesk.parent_death import dies_with_parent
 from newsdesk.seeds import add_seeds, read_seeds
 from newsdesk.settings import API_GRACEFUL_TIMEOUT, Settings
 from newsdesk.store import Store
@@ -47,7 +48,8 @@ class CannotStart(Exception):
 def data_dir_lock(data_dir: Path) -> Iterator[int]:
     """Hold the data folder for the block's duration, or raise CannotStart at once if another holds it.
     Yields the lock's descriptor: every child is given it, so that the lock lasts as long as the last of
-    them (a `newsdesk run` killed with SIGKILL leaves its Redis, API and worker running, and them locked).
+    them (a `newsdesk run` killed with SIGKILL leaves its Redis, API and worker stopping, and the folder
+    is not free before they have: the worker may still be finishing its analyses).
     """
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -83,7 +85,10 @@ def redis_for(settings: Settings, data_dir: Path, explicit_url: bool) -> Iterato
     if explicit_url:
         yield LocalRedis(settings.redis_url, None, ())
         return
-    with data_dir_lock(data_dir) as lock, EmbeddedRedis(data_dir / "redis", pass_fds=(lock,)) as server:
+    with (
+        data_dir_lock(data_dir) as lock,
+        EmbeddedRedis(data_dir / "redis", pass_fds=(lock,), stops_with_parent=True) as server,
+    ):
         log.info("embedded redis started", extra={"url": server.url, "data_dir": str(data_dir / "redis")})
         url_file = data_dir / URL_FILE
         url_file.write_text(server.url + "\n", encoding="utf-8")
@@ -109,9 +114,14 @@ def running_embedded_url(data_dir: Path) -> str | None:
 
 
 def _spawn(arguments: list[str], env: dict[str, str], pass_fds: tuple[int, ...]) -> subprocess.Popen[bytes]:
-    # Each child gets its own process group, so a Ctrl-C reaches us alone and we stop them in order.
+    # Each child gets its own process group, so a Ctrl-C reaches us alone and we stop them in order. As
+    # they are out of reach of the terminal's signals, each gets SIGTERM from the kernel if we die without
+    # stopping them (a kill -9): a graceful stop, the same as ours (parent_death.py says how).
     return subprocess.Popen(
-        [sys.executable, "-m", "newsdesk", *arguments], env=env, start_new_session=True, pass_fds=pass_fds
+        dies_with_parent([sys.executable, "-m", "newsdesk", *arguments], signal.SIGTERM),
+        env=env,
+        start_new_session=True,
+        pass_fds=pass_fds,
     )
 
 

@@ -1,6 +1,6 @@
 """`newsdesk run` as a terminal drives it: Ctrl-C, a hang-up, a second run on the same data, a stop
-during start-up. Each test runs a real `newsdesk run` (embedded Redis, in a temporary data folder) and
-signals its whole process group, as a terminal does, then checks which processes are left."""
+during start-up, a kill -9. Each test runs a real `newsdesk run` (embedded Redis, in a temporary data
+folder) and signals its whole process group, as a terminal does, then checks which processes are left."""
 
 from __future__ import annotations
 
@@ -36,6 +36,17 @@ def children_of(pid: int) -> set[int]:
     return found
 
 
+def descendants_of(pid: int) -> set[int]:
+    """Children, their children (gunicorn's workers, Celery's pool processes), and so on."""
+    found: set[int] = set()
+    parents = {pid}
+    while parents:
+        children = set().union(*(children_of(parent) for parent in parents)) - found
+        found |= children
+        parents = children
+    return found
+
+
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -56,6 +67,7 @@ class Run:
         arguments = ["run", "--port", str(self.port), "--data-dir", str(self.data_dir), "--concurrency", "1"]
         self.service = ServiceProcess(name, arguments, environment, tmp_path / f"{name}.log")
         self.children: set[int] = set()
+        self.descendants: set[int] = set()  # the children and every process they started
 
     def start(self) -> Run:
         self.service.start()
@@ -70,6 +82,8 @@ class Run:
         )
         self.children = children_of(self.service.pid)  # redis-server, the worker, the API
         assert len(self.children) == 3, self.children
+        self.descendants = descendants_of(self.service.pid)
+        assert len(self.descendants) > 3, self.descendants  # gunicorn's workers, Celery's pool process
 
     def signal_group(self, sig: int) -> None:
         """What a terminal does on Ctrl-C (SIGINT) or when it closes (SIGHUP): the whole foreground group."""
@@ -82,7 +96,7 @@ class Run:
     def stop_all(self) -> None:
         if self.service.alive():
             self.children |= children_of(self.service.pid)
-        for pid in [self.service.pid, *self.children]:
+        for pid in [self.service.pid, *self.children, *self.descendants]:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)  # the child and its own children (gunicorn's, Celery's)
             with contextlib.suppress(ProcessLookupError):
@@ -181,18 +195,27 @@ def test_ctrl_c_during_start_up_stops_everything_at_once(tmp_path: Path, runs: l
     assert not any(alive(pid) for pid in run.children), run.service.log()
 
 
-def test_the_children_of_a_killed_run_keep_its_data_folder_locked(tmp_path: Path, runs: list[Run]) -> None:
+def test_a_killed_run_takes_its_processes_with_it_and_frees_the_data_folder(
+    tmp_path: Path, runs: list[Run]
+) -> None:
     first = Run(tmp_path).start()
     runs.append(first)
     first.wait_running()
-    os.kill(first.service.pid, signal.SIGKILL)  # no cleanup: its Redis, API and worker live on
+    os.kill(first.service.pid, signal.SIGKILL)  # no cleanup of its own: the kernel's SIGTERM to each child
     assert first.wait_exit(10) == -signal.SIGKILL
-    assert all(alive(pid) for pid in first.children)
-    second = Run(tmp_path, "run-2").start()  # a second redis-server on the same files would lose writes
+    wait_for(lambda: not any(alive(pid) for pid in first.descendants), 20, "the killed run's processes to go")
+    redis_log = (first.data_dir / "redis" / "redis.log").read_text()
+    assert "Received SIGTERM" in redis_log  # a clean shutdown: the append-only file fsynced, then a save
+    assert "ready to exit" in redis_log
+    # The folder is free again (no second redis-server ever ran beside the first on the same files).
+    second = Run(tmp_path, "run-2").start()
     runs.append(second)
-    assert second.wait_exit(30) == 1
-    assert "is in use by another `newsdesk run` or the processes it started" in second.service.log()
-    assert (first.data_dir / "redis" / "redis.log").read_text().count("Redis is starting") == 1
+    wait_for(
+        lambda: "embedded redis started" in second.service.log(), 30, "the second run's Redis", second.service
+    )
+    second.signal_group(signal.SIGINT)
+    assert second.wait_exit(30) == 0, second.service.log()
+    assert (first.data_dir / "redis" / "redis.log").read_text().count("Redis is starting") == 2
 
 
 def test_a_busy_port_is_refused_before_anything_starts(tmp_path: Path, runs: list[Run]) -> None:
