@@ -37,7 +37,18 @@ URL_FILE = "redis.url"
 LOCK_FILE = "run.lock"
 # Each stops the service in order: Ctrl-C, `kill`, and the hang-up of a closed terminal or lost SSH
 # session, which would otherwise end us at once and leave the children (in their own sessions) running.
+# One of them while the service is stopping stops it at once (Stop).
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# Seconds a child is given after its quick stop, before it and the processes it started are killed.
+QUICK_STOP_TIMEOUT = 10.0
+# Said on stderr at the first stop signal and at the second (Stop).
+FIRST_STOP_NOTICE = (
+    "newsdesk: stopping (the worker first finishes its running analyses); press Ctrl-C again to stop at once"
+)
+QUICK_STOP_NOTICE = (
+    "newsdesk: stopping at once: running requests and analyses are cut off "
+    "(the analyses go back to their queue)"
+)
 
 
 class CannotStart(Exception):
@@ -153,14 +164,84 @@ def _wait_until_up(
     raise RuntimeError(f"the service was not ready at {url} within {timeout:.0f} s")
 
 
-def _stop(child: subprocess.Popen[bytes], timeout: float) -> None:
-    if child.poll() is None:
+class Stop:
+    """What the stop signals asked for: the first, a stop in order; one while stopping, a quick stop.
+
+    Only flags, checked between the steps and while waiting for a child: an exception raised wherever a
+    signal lands could leave a child started but not yet recorded, or cut the orderly stop short.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False  # a stop signal came before the service was stopping
+        self.underway = False  # stopping: for a signal, or because a child exited or never came up
+        self.at_once = False  # a stop signal came while stopping
+
+    def begin(self) -> None:
+        self.underway = True
+
+    def on_signal(self, _signum: int, _frame: FrameType | None) -> None:
+        if not self.underway:
+            self.requested = self.underway = True
+            _say(FIRST_STOP_NOTICE)
+        elif not self.at_once:
+            self.at_once = True
+            _say(QUICK_STOP_NOTICE)
+
+
+def _say(line: str) -> None:
+    """One line on stderr, from a signal handler: os.write, as a print there could land in the middle of
+    another print and raise (a reentrant call into the buffered stream)."""
+    with contextlib.suppress(OSError):  # a hung-up terminal: nobody to tell
+        os.write(sys.stderr.fileno(), (line + "\n").encode())
+
+
+def _signal_group(child: subprocess.Popen[bytes], signum: signal.Signals) -> None:
+    """`signum` to the child and the processes it started (its process group: _spawn's own session)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signum)
+
+
+def _stop_api_at_once(api: subprocess.Popen[bytes]) -> None:
+    # gunicorn's quick stop is SIGQUIT; its workers get it too, because an arbiter older than gunicorn 27
+    # reads no signal while it waits for its workers' graceful stop.
+    _signal_group(api, signal.SIGQUIT)
+
+
+def _stop_worker_at_once(worker: subprocess.Popen[bytes]) -> None:
+    # Celery's cold shutdown, also from the middle of its warm one: the pool processes are terminated,
+    # and the messages of their analyses, never acknowledged, go back to Redis (acks_late).
+    with contextlib.suppress(ProcessLookupError):
+        worker.send_signal(signal.SIGQUIT)
+
+
+def _stop(
+    child: subprocess.Popen[bytes],
+    timeout: float,
+    stop: Stop,
+    at_once: Callable[[subprocess.Popen[bytes]], None],
+) -> None:
+    """Stop the child gracefully (SIGTERM) within `timeout` s, or with `at_once` from when stop.at_once is
+    set; past the time, kill it and whatever it started, so that nothing is left running."""
+    if child.poll() is not None:
+        return
+    quick = stop.at_once
+    if quick:
+        at_once(child)
+    else:
         child.send_signal(signal.SIGTERM)  # a Celery worker finishes its running tasks on SIGTERM
-        try:
-            child.wait(timeout)
-        except subprocess.TimeoutExpired:
-            child.kill()
+    deadline = time.monotonic() + (QUICK_STOP_TIMEOUT if quick else timeout)
+    while True:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(0.1)
+            return
+        if not quick and stop.at_once:
+            quick = True
+            at_once(child)
+            deadline = min(deadline, time.monotonic() + QUICK_STOP_TIMEOUT)
+        if time.monotonic() > deadline:
+            _signal_group(child, signal.SIGKILL)
             child.wait()
+            return
 
 
 def run_local(
@@ -170,26 +251,18 @@ def run_local(
 
     Runs until a signal (Ctrl-C, SIGTERM, SIGHUP) or a child's exit, then stops everything in order: the
     API (no new work), the worker (its running tasks finish and are saved), Redis last. A signal during
-    start-up stops what was started so far, as promptly.
+    start-up stops what was started so far, as promptly. A signal while stopping hurries the stop: the
+    API and the worker get their quick stop (running requests and analyses are cut off); Redis is still
+    stopped last, and saves. Killed (SIGKILL), it leaves its children their parent-death SIGTERM.
     """
-    stopping = False
-
-    def request_stop(_signum: int, _frame: FrameType | None) -> None:
-        # Only a flag, checked between the steps: an exception raised wherever the signal lands could
-        # leave a child started but not yet recorded, or cut the orderly stop short.
-        nonlocal stopping
-        stopping = True
-
-    def stop_requested() -> bool:
-        return stopping
-
-    previous = {signum: signal.signal(signum, request_stop) for signum in STOP_SIGNALS}
+    stop = Stop()
+    previous = {signum: signal.signal(signum, stop.on_signal) for signum in STOP_SIGNALS}
     try:
-        _run(settings, host, port, data_dir, concurrency, explicit_url, stop_requested)
+        _run(settings, host, port, data_dir, concurrency, explicit_url, stop)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    return 0 if stopping else 1
+    return 0 if stop.requested else 1
 
 
 def _run(
@@ -199,8 +272,11 @@ def _run(
     data_dir: Path,
     concurrency: int,
     explicit_url: bool,
-    stopping: Callable[[], bool],
+    stop: Stop,
 ) -> None:
+    def stopping() -> bool:
+        return stop.underway
+
     _check_port(host, port)
     with redis_for(settings, data_dir, explicit_url) as local_redis:
         local = Settings.from_env(redis_url=local_redis.url)
@@ -236,6 +312,7 @@ def _run(
             # In this order: the API stops taking requests (gunicorn lets requests in progress, a long
             # poll too, finish within its graceful timeout), the worker finishes its running tasks (and
             # writes their results to Redis), then Redis, still up until here, stops as the block ends.
+            stop.begin()
             log.info("stopping the API and the worker")
-            _stop(api, API_GRACEFUL_TIMEOUT + 5)
-            _stop(worker, local.task_time_limit + 5)
+            _stop(api, API_GRACEFUL_TIMEOUT + 5, stop, _stop_api_at_once)
+            _stop(worker, local.task_time_limit + 5, stop, _stop_worker_at_once)

@@ -1,6 +1,7 @@
-"""`newsdesk run` as a terminal drives it: Ctrl-C, a hang-up, a second run on the same data, a stop
-during start-up, a kill -9. Each test runs a real `newsdesk run` (embedded Redis, in a temporary data
-folder) and signals its whole process group, as a terminal does, then checks which processes are left."""
+"""`newsdesk run` as a terminal drives it: Ctrl-C (once, or twice to hurry), a hang-up, a second run on
+the same data, a stop during start-up, a kill -9. Each test runs a real `newsdesk run` (embedded Redis, in
+a temporary data folder) and signals its whole process group, as a terminal does, then checks which
+processes are left."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import contextlib
 import os
 import signal
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,10 +18,11 @@ import httpx
 import pytest
 
 from newsdesk.embedded import EmbeddedRedis, free_port
-from newsdesk.local import URL_FILE
+from newsdesk.local import FIRST_STOP_NOTICE, QUICK_STOP_NOTICE, URL_FILE
 from newsdesk.settings import Settings
 from newsdesk.store import Store
 from tests.conftest import SEEDS, ServiceProcess, wait_for
+from workers.celery_app import CeleryBrokerView, create_celery
 
 pytestmark = pytest.mark.e2e
 
@@ -45,6 +49,10 @@ def descendants_of(pid: int) -> set[int]:
         found |= children
         parents = children
     return found
+
+
+def command_of(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
 
 
 def alive(pid: int) -> bool:
@@ -216,6 +224,86 @@ def test_a_killed_run_takes_its_processes_with_it_and_frees_the_data_folder(
     second.signal_group(signal.SIGINT)
     assert second.wait_exit(30) == 0, second.service.log()
     assert (first.data_dir / "redis" / "redis.log").read_text().count("Redis is starting") == 2
+
+
+def held_analyses_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a run whose worker starts every stance analysis and never ends it (held in
+    sitecustomize), so that its warm shutdown would wait for it (up to the task time limit)."""
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    (hold / "sitecustomize.py").write_text(
+        "import sys, time\n"
+        'if sys.argv[1:2] == ["worker"]:\n'
+        "    import workers.analysis.stance as stance\n"
+        "    stance.analyse_stance = lambda *_args, **_kwargs: time.sleep(600)\n",
+        encoding="utf-8",
+    )
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(hold), os.environ.get("PYTHONPATH")]))}
+
+
+@pytest.mark.parametrize("while_", ["the API finishes a long poll", "the worker finishes its analysis"])
+def test_a_second_ctrl_c_stops_at_once(tmp_path: Path, runs: list[Run], while_: str) -> None:
+    run = Run(tmp_path, env=held_analyses_env(tmp_path)).start()
+    runs.append(run)
+    run.wait_running()
+    redis_url = (run.data_dir / URL_FILE).read_text().strip()
+    store = Store.from_settings(Settings.from_env({}, redis_url=redis_url))
+    response = httpx.post(f"{run.url}/v1/articles", json={"text": SEED_TEXTS[0]}, timeout=10)
+    assert response.status_code == 202, response.text
+    article_id = response.json()["id"]
+
+    def stance_running() -> bool:
+        stored = store.get_article(article_id)
+        return stored is not None and stored.analyses["stance"].status == "running"
+
+    wait_for(stance_running, 30, "the stance analysis to start", run.service)
+    poll_outcome: list[object] = []
+    poller = threading.Thread(target=lambda: None)
+    if while_ == "the API finishes a long poll":
+        # A request in progress, which gunicorn's graceful stop would wait for up to its graceful timeout.
+        def long_poll() -> None:
+            try:
+                poll_outcome.append(httpx.get(f"{run.url}/v1/articles/{article_id}?wait=60", timeout=90))
+            except httpx.HTTPError as error:
+                poll_outcome.append(error)
+
+        poller = threading.Thread(target=long_poll, daemon=True)
+        poller.start()
+        channel = store.finished_channel(article_id)
+        wait_for(lambda: store.redis.pubsub_numsub(channel)[0][1] == 1, 10, "the long poll", run.service)
+        run.signal_group(signal.SIGINT)
+        wait_for(lambda: "Handling signal: term" in run.service.log(), 10, "the API's stop", run.service)
+        api = next(pid for pid in run.children if command_of(pid)[1:4] == ["-m", "newsdesk", "api"])
+        assert alive(api)  # draining the long poll
+    else:
+        run.signal_group(signal.SIGINT)
+        wait_for(lambda: "Warm shutdown" in run.service.log(), 40, "the worker's warm stop", run.service)
+    assert FIRST_STOP_NOTICE in run.service.log()
+    assert QUICK_STOP_NOTICE not in run.service.log()
+
+    assert run.service.alive()
+    second = time.monotonic()
+    run.signal_group(signal.SIGINT)
+    assert run.wait_exit(15) == 0, run.service.log()  # not the API's 20 s, nor the worker's 125 s
+    stopped_in = time.monotonic() - second
+    output = run.service.log()
+    assert output.count(FIRST_STOP_NOTICE) == 1
+    assert output.count(QUICK_STOP_NOTICE) == 1
+    assert not any(alive(pid) for pid in run.descendants), output
+    redis_log = (run.data_dir / "redis" / "redis.log").read_text()
+    assert "Received SIGTERM" in redis_log  # still stopped last, and cleanly
+    assert "ready to exit" in redis_log
+    if while_ == "the API finishes a long poll":
+        poller.join(5)
+        # Cut off in the middle (not answered, nor refused: it was in progress when the stop began).
+        assert isinstance(poll_outcome[0], httpx.RemoteProtocolError | httpx.ReadError), poll_outcome
+    assert stopped_in < 12, stopped_in
+    # The analysis cut off went back to its queue, in the data Redis saved: the next start runs it.
+    with EmbeddedRedis(run.data_dir / "redis") as server:
+        settings = Settings.from_env({}, redis_url=server.url)
+        broker = CeleryBrokerView(create_celery(settings), Store.from_settings(settings).redis, settings)
+        assert sum(broker.queue_depths().values()) == 1
+        assert not broker.held()
 
 
 def test_a_busy_port_is_refused_before_anything_starts(tmp_path: Path, runs: list[Run]) -> None:
