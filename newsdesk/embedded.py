@@ -7,7 +7,6 @@ in a folder of the caller's choosing with the append-only file on, so results su
 from __future__ import annotations
 
 import contextlib
-import signal
 import socket
 import subprocess
 import time
@@ -16,7 +15,7 @@ from types import TracebackType
 
 import redis
 
-from newsdesk.parent_death import dies_with_parent
+from newsdesk.parent_death import stops_after_clients
 
 
 def redis_server_binary() -> str:
@@ -39,15 +38,21 @@ class EmbeddedRedis:
         data_dir: Path,
         port: int | None = None,
         pass_fds: tuple[int, ...] = (),
-        stops_with_parent: bool = False,
+        clients_lifeline: int | None = None,
+        clients_timeout: float = 0.0,
     ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.pass_fds = pass_fds  # held open by the server for as long as it runs (a lock: local.py)
-        # SIGTERM (a clean shutdown: the append-only file fsynced) when the process that started the
-        # server dies, even by SIGKILL; Linux only, and the server must be started from the main thread.
-        self.stops_with_parent = stops_with_parent
+        # The read end of a pipe whose write end the server's clients hold (local.py). With it, the server
+        # runs under a keeper (parent_death.stops_after_clients): should the process that started it die,
+        # even by SIGKILL, the server gets SIGTERM (a clean shutdown: the append-only file fsynced) once
+        # those clients have exited, or after clients_timeout s, so that they can still save their work
+        # into it. Linux only; the server must then be started from the main thread. `process` is the
+        # keeper: it stops the server on SIGTERM, and exits with its status.
+        self.clients_lifeline = clients_lifeline
+        self.clients_timeout = clients_timeout
 
     @property
     def url(self) -> str:
@@ -76,15 +81,21 @@ class EmbeddedRedis:
             "--daemonize",
             "no",
         ]
+        pass_fds = self.pass_fds
+        if self.clients_lifeline is not None:
+            command = stops_after_clients(
+                command, lifeline=self.clients_lifeline, at_most=self.clients_timeout, pass_fds=pass_fds
+            )
+            pass_fds = (*pass_fds, self.clients_lifeline)
         # Its own session, as `newsdesk run` gives its other children: a Ctrl-C in the terminal (SIGINT to
         # the whole foreground process group) or a hang-up must not stop Redis under the API and worker
         # still draining into it. Whoever started it stops it, last, with stop().
         self.process = subprocess.Popen(
-            dies_with_parent(command, signal.SIGTERM) if self.stops_with_parent else command,
+            command,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
-            pass_fds=self.pass_fds,
+            pass_fds=pass_fds,
         )
         with redis.Redis(port=self.port, socket_connect_timeout=0.2) as client:
             deadline = time.monotonic() + timeout

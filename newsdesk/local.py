@@ -87,7 +87,20 @@ def data_dir_lock(data_dir: Path) -> Iterator[int]:
 class LocalRedis:
     url: str
     server: subprocess.Popen[bytes] | None  # the embedded server, watched like the other children
-    pass_fds: tuple[int, ...]  # the data folder's lock, for the children to hold too
+    # For the API and the worker to hold: the data folder's lock, and the embedded server's lifeline.
+    pass_fds: tuple[int, ...]
+
+
+@contextlib.contextmanager
+def _pipe() -> Iterator[tuple[int, int]]:
+    """A pipe (read end, write end) for the block's duration; the descriptors are not inherited unless
+    passed (pass_fds)."""
+    read_end, write_end = os.pipe()
+    try:
+        yield read_end, write_end
+    finally:
+        os.close(read_end)
+        os.close(write_end)
 
 
 @contextlib.contextmanager
@@ -96,15 +109,25 @@ def redis_for(settings: Settings, data_dir: Path, explicit_url: bool) -> Iterato
     if explicit_url:
         yield LocalRedis(settings.redis_url, None, ())
         return
+    # Should we be killed (SIGKILL), the API and the worker get SIGTERM from the kernel and stop as they
+    # would on ours; the worker still saves its running analyses into Redis. So Redis outlives them: it
+    # is stopped only once the last process holding the lifeline's write end (we, the API, the worker and
+    # their own processes) has exited, or when the worker's time limit must have ended them.
     with (
         data_dir_lock(data_dir) as lock,
-        EmbeddedRedis(data_dir / "redis", pass_fds=(lock,), stops_with_parent=True) as server,
+        _pipe() as (lifeline, held),
+        EmbeddedRedis(
+            data_dir / "redis",
+            pass_fds=(lock,),
+            clients_lifeline=lifeline,
+            clients_timeout=max(settings.task_time_limit, API_GRACEFUL_TIMEOUT) + 15,
+        ) as server,
     ):
         log.info("embedded redis started", extra={"url": server.url, "data_dir": str(data_dir / "redis")})
         url_file = data_dir / URL_FILE
         url_file.write_text(server.url + "\n", encoding="utf-8")
         try:
-            yield LocalRedis(server.url, server.process, (lock,))
+            yield LocalRedis(server.url, server.process, (lock, held))
         finally:
             url_file.unlink(missing_ok=True)
 
@@ -253,7 +276,8 @@ def run_local(
     API (no new work), the worker (its running tasks finish and are saved), Redis last. A signal during
     start-up stops what was started so far, as promptly. A signal while stopping hurries the stop: the
     API and the worker get their quick stop (running requests and analyses are cut off); Redis is still
-    stopped last, and saves. Killed (SIGKILL), it leaves its children their parent-death SIGTERM.
+    stopped last, and saves. Killed (SIGKILL), it stops nothing itself: the kernel sends the API and the
+    worker SIGTERM (parent_death.py), and Redis is stopped once they have gone (redis_for).
     """
     stop = Stop()
     previous = {signum: signal.signal(signum, stop.on_signal) for signum in STOP_SIGNALS}

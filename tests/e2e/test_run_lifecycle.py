@@ -203,24 +203,46 @@ def test_ctrl_c_during_start_up_stops_everything_at_once(tmp_path: Path, runs: l
     assert not any(alive(pid) for pid in run.children), run.service.log()
 
 
-def test_a_killed_run_takes_its_processes_with_it_and_frees_the_data_folder(
+def test_a_killed_run_takes_its_processes_with_it_redis_last_and_frees_the_data_folder(
     tmp_path: Path, runs: list[Run]
 ) -> None:
     first = Run(tmp_path).start()
     runs.append(first)
     first.wait_running()
+    store = Store.from_settings(
+        Settings.from_env({}, redis_url=(first.data_dir / URL_FILE).read_text().strip())
+    )
+    article = "\n\n".join(SEED_TEXTS[i % len(SEED_TEXTS)] for i in range(40))  # a few seconds of stance
+    response = httpx.post(f"{first.url}/v1/articles", json={"text": article}, timeout=10)
+    assert response.status_code == 202, response.text
+    article_id = response.json()["id"]
+
+    def stance_running() -> bool:
+        stored = store.get_article(article_id)
+        return stored is not None and stored.analyses["stance"].status == "running"
+
+    wait_for(stance_running, 30, "the stance analysis to start", first.service)
     os.kill(first.service.pid, signal.SIGKILL)  # no cleanup of its own: the kernel's SIGTERM to each child
     assert first.wait_exit(10) == -signal.SIGKILL
-    wait_for(lambda: not any(alive(pid) for pid in first.descendants), 20, "the killed run's processes to go")
+    wait_for(lambda: not any(alive(pid) for pid in first.descendants), 60, "the killed run's processes to go")
     redis_log = (first.data_dir / "redis" / "redis.log").read_text()
-    assert "Received SIGTERM" in redis_log  # a clean shutdown: the append-only file fsynced, then a save
+    assert "Received SIGTERM" in redis_log  # a clean shutdown: the append-only file fsynced
     assert "ready to exit" in redis_log
-    # The folder is free again (no second redis-server ever ran beside the first on the same files).
+
+    # The folder is free again (no second redis-server ever ran beside the first on the same files), and
+    # Redis stopped after the worker had saved the analysis it was running (not "running", left for a
+    # redelivery after the visibility timeout).
     second = Run(tmp_path, "run-2").start()
     runs.append(second)
     wait_for(
         lambda: "embedded redis started" in second.service.log(), 30, "the second run's Redis", second.service
     )
+    store = Store.from_settings(
+        Settings.from_env({}, redis_url=(second.data_dir / URL_FILE).read_text().strip())
+    )
+    stored = store.get_article(article_id)
+    assert stored is not None
+    assert stored.analyses["stance"].status == "done", stored.analyses["stance"]
     second.signal_group(signal.SIGINT)
     assert second.wait_exit(30) == 0, second.service.log()
     assert (first.data_dir / "redis" / "redis.log").read_text().count("Redis is starting") == 2
