@@ -106,7 +106,7 @@ def _arm(signum: int, parent: int, program: str) -> None:
         os._exit(PARENT_GONE)
 
 
-def _exec(signum: int, command: list[str]) -> NoReturn:
+def _exec(command: list[str]) -> NoReturn:
     # This interpreter ignores SIGPIPE and SIGXFSZ, and an ignored signal stays ignored across exec;
     # give the command the default dispositions, as subprocess's restore_signals does.
     for name in ("SIGPIPE", "SIGXFSZ"):
@@ -172,7 +172,7 @@ def _main(arguments: list[str]) -> NoReturn:
     if options[0] == "exec":
         _, parent, signum = options
         _arm(int(signum), int(parent), command[0])
-        _exec(int(signum), command)
+        _exec(command)
     _, parent, lifeline, at_most, hand_down = options
     fds = tuple(int(fd) for fd in hand_down.split(",") if fd)
     _keep(int(parent), int(lifeline), float(at_most), fds, command)
