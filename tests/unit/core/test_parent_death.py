@@ -58,36 +58,40 @@ def test_a_child_gets_sigterm_when_its_parent_is_killed(tmp_path: Path) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def test_the_launcher_leaves_no_trace_in_what_it_starts(tmp_path: Path) -> None:
-    readable, writable = os.pipe()
-    try:
-        report = (
-            "echo pid=$$; echo ppid=$PPID; echo variable=$NEWSDESK_PARENT_DEATH_TEST; "
-            "grep -E '^(SigIgn|SigBlk):' /proc/self/status; "
-            f"echo inherited > /proc/self/fd/{writable}"
-        )
-        process = subprocess.Popen(
-            dies_with_parent(["/bin/sh", "-c", report]),
-            stdout=subprocess.PIPE,
-            env={**os.environ, "NEWSDESK_PARENT_DEATH_TEST": "passed on"},
-            pass_fds=(writable,),
-        )
-        assert process.stdout is not None
-        output, _ = process.communicate(timeout=30)
-        assert process.returncode == 0
-        lines = output.decode().splitlines()
-        assert f"pid={process.pid}" in lines  # the launcher became the command: the pid is the command's
-        assert f"ppid={os.getpid()}" in lines
-        assert "variable=passed on" in lines
-        assert "SigIgn:\t0000000000000000" in lines  # no SIGPIPE ignored by the launcher's interpreter
-        assert "SigBlk:\t0000000000000000" in lines
-        os.close(writable)
-        writable = -1
-        assert os.read(readable, 100) == b"inherited\n"
-    finally:
-        os.close(readable)
-        if writable != -1:
+def test_the_launcher_leaves_no_trace_in_what_it_starts() -> None:
+    def report(through_the_launcher: bool) -> tuple[int, list[str], bytes]:
+        """What the command sees: pids, environment, signal dispositions, an inherited descriptor."""
+        readable, writable = os.pipe()
+        try:
+            script = (
+                "echo pid=$$; echo ppid=$PPID; echo variable=$NEWSDESK_PARENT_DEATH_TEST; "
+                "grep -E '^(SigIgn|SigBlk):' /proc/self/status; "
+                f"echo inherited > /proc/self/fd/{writable}"
+            )
+            command = ["/bin/sh", "-c", script]
+            process = subprocess.Popen(
+                dies_with_parent(command) if through_the_launcher else command,
+                stdout=subprocess.PIPE,
+                env={**os.environ, "NEWSDESK_PARENT_DEATH_TEST": "passed on"},
+                pass_fds=(writable,),
+            )
+            output, _ = process.communicate(timeout=30)
+            assert process.returncode == 0
             os.close(writable)
+            writable = -1
+            return process.pid, output.decode().splitlines(), os.read(readable, 100)
+        finally:
+            os.close(readable)
+            if writable != -1:
+                os.close(writable)
+
+    pid, lines, inherited = report(through_the_launcher=True)
+    assert lines[:3] == [f"pid={pid}", f"ppid={os.getpid()}", "variable=passed on"]  # the launcher became it
+    assert inherited == b"inherited\n"
+    # The same signal dispositions and mask as without it (its interpreter ignores SIGPIPE, not the command).
+    _, plain, _ = report(through_the_launcher=False)
+    assert lines[3:] == plain[3:]
+    assert len(plain[3:]) == 2
 
 
 def test_a_child_whose_parent_died_before_the_signal_was_armed_is_not_started(tmp_path: Path) -> None:
