@@ -6,6 +6,7 @@ processes are left."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import socket
@@ -18,7 +19,7 @@ import httpx
 import pytest
 
 from newsdesk.embedded import EmbeddedRedis, free_port
-from newsdesk.local import FIRST_STOP_NOTICE, QUICK_STOP_NOTICE, URL_FILE
+from newsdesk.local import FIRST_STOP_NOTICE, LOCK_FILE, QUICK_STOP_NOTICE, URL_FILE
 from newsdesk.settings import Settings
 from newsdesk.store import Store
 from tests.conftest import SEEDS, ServiceProcess, wait_for
@@ -49,6 +50,17 @@ def descendants_of(pid: int) -> set[int]:
         found |= children
         parents = children
     return found
+
+
+def data_folder_locked(data_dir: Path) -> bool:
+    """Whether a `newsdesk run` or any of the processes it started holds the data folder's lock."""
+    with (data_dir / LOCK_FILE).open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        return False
 
 
 def command_of(pid: int) -> list[str]:
@@ -88,7 +100,7 @@ class Run:
             "newsdesk run",
             self.service,
         )
-        self.children = children_of(self.service.pid)  # redis-server, the worker, the API
+        self.children = children_of(self.service.pid)  # Redis's keeper (redis-server under it), worker, API
         assert len(self.children) == 3, self.children
         self.descendants = descendants_of(self.service.pid)
         assert len(self.descendants) > 3, self.descendants  # gunicorn's workers, Celery's pool process
@@ -224,7 +236,9 @@ def test_a_killed_run_takes_its_processes_with_it_redis_last_and_frees_the_data_
     wait_for(stance_running, 30, "the stance analysis to start", first.service)
     os.kill(first.service.pid, signal.SIGKILL)  # no cleanup of its own: the kernel's SIGTERM to each child
     assert first.wait_exit(10) == -signal.SIGKILL
+    assert data_folder_locked(first.data_dir)  # by its processes, stopping (the worker saving its analysis)
     wait_for(lambda: not any(alive(pid) for pid in first.descendants), 60, "the killed run's processes to go")
+    assert not data_folder_locked(first.data_dir)
     redis_log = (first.data_dir / "redis" / "redis.log").read_text()
     assert "Received SIGTERM" in redis_log  # a clean shutdown: the append-only file fsynced
     assert "ready to exit" in redis_log
