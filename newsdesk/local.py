@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -171,15 +171,21 @@ def _check_port(host: str, port: int) -> None:
 
 
 def _wait_until_up(
-    url: str, children: list[subprocess.Popen[bytes]], stopping: Callable[[], bool], timeout: float = 60.0
+    url: str,
+    children: Mapping[str, subprocess.Popen[bytes]],
+    stopping: Callable[[], bool],
+    timeout: float = 60.0,
 ) -> bool:
     """Whether the service came up (False: a stop was asked for first); RuntimeError if it cannot."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if stopping():
             return False
-        if any(child.poll() is not None for child in children):
-            raise RuntimeError("a service process exited during start-up; see its log above")
+        for name, child in children.items():
+            if child.poll() is not None:
+                raise RuntimeError(
+                    f"{name} exited during start-up (status {child.returncode}); see its log above"
+                )
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
                 return not stopping()
@@ -321,7 +327,7 @@ def _run(
         shown = "127.0.0.1" if host in {"0.0.0.0", "::"} else host  # noqa: S104 - display only
         url = f"http://{f'[{shown}]' if ':' in shown else shown}:{port}"
         try:
-            if _wait_until_up(url, [api, worker], stopping):
+            if _wait_until_up(url, watched, stopping):
                 print(f"newsdesk is running at {url}  (API docs: {url}/docs; Ctrl-C stops it)", flush=True)
                 while not stopping() and all(child.poll() is None for child in watched.values()):
                     time.sleep(0.2)

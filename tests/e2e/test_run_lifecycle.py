@@ -353,3 +353,13 @@ def test_a_busy_port_is_refused_before_anything_starts(tmp_path: Path, runs: lis
     assert output.strip().splitlines()[-1].startswith(f"Error: 127.0.0.1:{run.port} is not free for the API")
     assert "newsdesk is running" not in output
     assert not (run.data_dir / "redis").exists()  # no Redis was started
+
+
+def test_a_child_that_exits_during_start_up_is_named(tmp_path: Path, runs: list[Run]) -> None:
+    # A queue name the worker does not know: the worker refuses to start, the API would have come up.
+    run = Run(tmp_path, env={"NEWSDESK_WORKER_QUEUES": "bogus"})
+    runs.append(run.start())
+    assert run.wait_exit(60) != 0
+    output = run.service.log()
+    assert "newsdesk: the worker exited during start-up (status 2); see its log above" in output
+    assert "newsdesk is running" not in output
