@@ -619,13 +619,16 @@ def _paragraphs(lines: list[str], *, wrapped: bool) -> list[tuple[str, str]]:
     last_line = list(range(len(lines)))
     for index in reversed(range(len(lines) - 1)):
         # A boilerplate or caption line ("Read more: <headline>") that runs into a capitalised line: a
-        # link's wrapped tail is a headline, which ends no sentence; prose does, and must not be joined to
-        # the link and dropped with it.
+        # link's wrapped tail is a headline of a line or two, which ends no sentence; prose goes on for
+        # lines and ends one, and must not be joined to the link and dropped with it. Only a line short
+        # enough to be dropped is looked at (the caption pattern backtracks on long ones).
         body = bodies[index]
         if (
             joins[index]
+            and len(body) <= _MAX_BOILERPLATE_LINE
             and (_BOILERPLATE_LINE.match(body) or _CAPTION_LINE.search(body))
             and not bodies[index + 1].lstrip()[:1].islower()
+            and last_line[index + 1] > index + 1
             and _ends_sentence(bodies[last_line[index + 1]].rstrip())
         ):
             joins[index] = False

@@ -310,6 +310,33 @@ def test_a_wrapped_article_goes_on_after_a_boilerplate_line(boilerplate: str) ->
     assert not any(boilerplate[:20] in s for s in sentences)
 
 
+def test_a_wrapped_headline_after_a_link_goes_with_it() -> None:
+    # The link's tail is a line of its own that ends a sentence, but no paragraph of prose: it goes.
+    prose = (
+        "Russian forces shelled the city again on Monday, officials said, and the\n"
+        "United Nations said it was alarmed by the attacks on civilian targets in\n"
+        "the region, which have killed dozens of people over the past few weeks.\n"
+    )
+    link = (
+        "Read more: Why Is Russia Shelling The Grain Port In The Odesa Region Again\nAnd Who Will Stop It?\n"
+    )
+    sentences = [" ".join(s.text.split()) for s in prepare(prose + link + "\n" + prose).sentences]
+    assert len(sentences) == 2
+    assert not any("Stop It" in s for s in sentences)
+
+
+@pytest.mark.timeout(10)  # the caption pattern on a long line took hours before it was bounded
+def test_a_long_line_that_looks_like_a_caption_is_read_in_linear_time() -> None:
+    text = (
+        "Some prose line that goes on /photo:"
+        + " " * 64_000
+        + "x"
+        + "y" * 61
+        + "\nand goes on in lower case.\n"
+    )
+    assert prepare(text).sentences
+
+
 @pytest.mark.parametrize(
     ("text", "sentences"),
     [
