@@ -276,6 +276,7 @@ _INNER = frozenset(
 # A name's last word that owns its period: "U.S.", "U.N.", an initial ("John F.").
 _ABBREVIATION = re.compile(r"(?:\b\w\.\w+|\b[A-Z])\.$")
 _LEADING_FILLER = frozenset({"of", "the", "for", "and", "on", "de", "a", "an"})
+_ROLES = _INNER - _LEADING_FILLER  # "spokesman", "officials", ...: the lower-case words that name someone
 _PRONOUNS = frozenset({"He", "She", "They", "It", "We", "I", "You", "This", "That", "There"})
 _MAX_HOLDER_WORDS = 9
 # Lower-case words in a row that a name read forward may run through ("US research firm Pew").
@@ -378,7 +379,9 @@ def _name_run_forward(sentence: str, position: int, cue: str) -> Holder | None:
             if not pending:
                 run.pop()  # "Lavrov on Tuesday": the name ends before the date
             return _holder(sentence, run, cue)
-        if text[:1].isupper() or text[:1].isdigit():
+        # A capitalised word, or a role after descriptions ("a senior U.S. trade official"), closes the
+        # lower-case words before it into the name.
+        if text[:1].isupper() or text[:1].isdigit() or (pending and text.rstrip(".,") in _ROLES):
             run += [*pending, word]
             pending = []
         elif _is_name_word(text) and not pending:

@@ -68,6 +68,8 @@ from workers.analysis.attribution import find_holder
             "said",
         ),
         ('"No," said Lavrov in Moscow.', "Lavrov", "said"),
+        ('"No," said a senior U.S. trade official.', "U.S. trade official", "said"),
+        ('"Talks stalled," said UN special envoy Jan Kubis.', "UN special envoy Jan Kubis", "said"),
         # A phrase read forward runs through lower-case words before a name, and "according to" takes a
         # whole noun phrase; descriptions before the name go.
         (
