@@ -14,9 +14,10 @@ from typing import Any
 import flask_smorest
 import marshmallow as ma
 from flask import Request, g
+from gunicorn.http.errors import ParseException
 from webargs import core
 from webargs.flaskparser import FlaskParser
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from service.problems import PROBLEM_MIMETYPE, Problem, ProblemSchema
 
@@ -98,16 +99,16 @@ def read_json_body(request: Request) -> Any:
             raise _too_large(limit)
     except RequestEntityTooLarge as error:  # a Content-Length over the limit: nothing is read
         raise _too_large(limit) from error
-    except HTTPException:
-        raise  # the client went away mid-body (werkzeug's ClientDisconnected, a 400)
-    except Problem:
-        raise
-    except Exception as error:
-        # The server's reader of a chunked body refuses a malformed one (gunicorn raises its own parse
-        # errors, such as InvalidChunkSize, here): the client's fault, not a 500.
-        log.info("malformed request body", extra={"error": type(error).__name__})
+    except (ParseException, OSError) as error:
+        # gunicorn reads a chunked body only as the app asks for it, so its refusal of a malformed one
+        # (a ParseException, or an OSError such as InvalidChunkSize) and a connection lost mid-body
+        # arrive here: the client's doing, not a fault of the service.
+        log.info("unreadable request body", extra={"error": type(error).__name__})
         raise Problem(
-            400, "malformed-request", "Malformed request body", "The body's chunked encoding is not valid."
+            400,
+            "malformed-request",
+            "Malformed request body",
+            "The body could not be read: its chunked encoding is not valid, or the connection failed.",
         ) from error
     if not raw.strip():
         raise _bad_json("The body is empty.")
