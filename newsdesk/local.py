@@ -203,14 +203,19 @@ class Stop:
     def __init__(self) -> None:
         self.requested = False  # a stop signal came before the service was stopping
         self.underway = False  # stopping: for a signal, or because a child exited or never came up
-        self.at_once = False  # a stop signal came while stopping
+        self.signalled = False  # a stop signal came, before or while stopping
+        self.at_once = False  # a second stop signal came
 
     def begin(self) -> None:
         self.underway = True
 
     def on_signal(self, _signum: int, _frame: FrameType | None) -> None:
-        if not self.underway:
-            self.requested = self.underway = True
+        # Only a second signal hurries the stop: the first, even while a child's exit is already
+        # stopping the service, lets the requests and analyses in progress finish.
+        if not self.signalled:
+            self.signalled = True
+            if not self.underway:
+                self.requested = self.underway = True
             _say(FIRST_STOP_NOTICE)
         elif not self.at_once:
             self.at_once = True
