@@ -36,16 +36,6 @@ def _within_configured_length(value: str) -> None:
         raise ma.ValidationError(f"Longer than maximum length {limit}.")
 
 
-def _callable_callback(url: str) -> None:
-    """A callback_url this service will call: webhooks configured, and an address it may reach."""
-    settings = services().settings
-    if not settings.webhook_secret:
-        raise ma.ValidationError("Webhooks are not configured on this service (NEWSDESK_WEBHOOK_SECRET).")
-    reason = check_callback_url(url, allow_private=settings.webhook_allow_private)
-    if reason:
-        raise ma.ValidationError(reason)
-
-
 def _is_control(character: str) -> bool:
     code = ord(character)
     return code < 32 or 0x7F <= code <= 0x9F  # C0, DEL and C1
@@ -141,7 +131,7 @@ class ArticleSubmissionSchema(StrictSchema):
     )
     options = fields.Nested(OptionsSchema, load_default=dict)
     callback_url = fields.Url(
-        validate=[validate.Length(max=2_048), _no_control_characters, _callable_callback],
+        validate=[validate.Length(max=2_048), _no_control_characters],
         schemes={"http", "https"},
         require_tld=False,
         metadata={
@@ -149,6 +139,23 @@ class ArticleSubmissionSchema(StrictSchema):
             "needs NEWSDESK_WEBHOOK_SECRET. Private and loopback addresses are refused unless allowed."
         },
     )
+
+    # After the field's own checks (a schema validator sees only the fields that passed them, so a URL
+    # that is not one gets one message), but with the other fields' errors, not after them.
+    @ma.validates_schema(skip_on_field_errors=False)
+    def _callable_callback(self, data: dict[str, Any], **_: Any) -> None:
+        """A callback_url this service will call: webhooks configured, and an address it may reach."""
+        url = data.get("callback_url")
+        if url is None:
+            return
+        settings = services().settings
+        if not settings.webhook_secret:
+            raise ma.ValidationError(
+                "Webhooks are not configured on this service (NEWSDESK_WEBHOOK_SECRET).", "callback_url"
+            )
+        reason = check_callback_url(url, allow_private=settings.webhook_allow_private)
+        if reason:
+            raise ma.ValidationError(reason, "callback_url")
 
 
 class SubmissionAcceptedSchema(ma.Schema):
