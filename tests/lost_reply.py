@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+import pytest
 import redis
 
 T = TypeVar("T")
@@ -25,3 +26,17 @@ class LosingFirstReply(Generic[T]):
         if self.calls == 1:
             raise redis.ConnectionError("Connection closed by server.")
         return reply
+
+
+# The writes a run of analyses makes (workers.pipeline.run_analyses).
+RUN_WRITES = ("start_analysis_and_read", "finish_analysis_and_start", "finish_analysis")
+
+
+def lose_first_replies(
+    store: Any, methods: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> dict[str, LosingFirstReply[Any]]:
+    """Make each of the store's `methods` lose its first reply (see LosingFirstReply); the wrappers."""
+    lossy = {method: LosingFirstReply(getattr(store, method)) for method in methods}
+    for method, wrapper in lossy.items():
+        monkeypatch.setattr(store, method, wrapper)
+    return lossy

@@ -28,6 +28,7 @@ from workers.celery_app import CeleryBrokerView, create_celery
 pytestmark = pytest.mark.e2e
 
 SEED_TEXTS = [p.read_text(encoding="utf-8") for p in sorted(SEEDS.glob("*.txt"))]
+LONG_ARTICLE = "\n\n".join(SEED_TEXTS[i % len(SEED_TEXTS)] for i in range(40))  # a few seconds of stance
 
 
 def children_of(pid: int) -> set[int]:
@@ -105,6 +106,25 @@ class Run:
         self.descendants = descendants_of(self.service.pid)
         assert len(self.descendants) > 3, self.descendants  # gunicorn's workers, Celery's pool process
 
+    def store(self) -> Store:
+        """The store of this run's embedded Redis."""
+        redis_url = (self.data_dir / URL_FILE).read_text().strip()
+        return Store.from_settings(Settings.from_env({}, redis_url=redis_url))
+
+    def submit_until_stance_runs(self, text: str) -> str:
+        """Submit `text` and wait until the worker is analysing its stance; the article's id."""
+        store = self.store()
+        response = httpx.post(f"{self.url}/v1/articles", json={"text": text}, timeout=10)
+        assert response.status_code == 202, response.text
+        article_id: str = response.json()["id"]
+
+        def stance_running() -> bool:
+            stored = store.get_article(article_id)
+            return stored is not None and stored.analyses["stance"].status == "running"
+
+        wait_for(stance_running, 30, "the stance analysis to start", self.service)
+        return article_id
+
     def signal_group(self, sig: int) -> None:
         """What a terminal does on Ctrl-C (SIGINT) or when it closes (SIGHUP): the whole foreground group."""
         os.killpg(self.service.pid, sig)
@@ -137,18 +157,7 @@ def test_ctrl_c_stops_redis_last_so_the_running_analysis_is_saved(tmp_path: Path
     run = Run(tmp_path).start()
     runs.append(run)
     run.wait_running()
-    redis_url = (run.data_dir / URL_FILE).read_text().strip()
-    store = Store.from_settings(Settings.from_env({}, redis_url=redis_url))
-    article = "\n\n".join(SEED_TEXTS[i % len(SEED_TEXTS)] for i in range(40))  # a few seconds of stance
-    response = httpx.post(f"{run.url}/v1/articles", json={"text": article}, timeout=10)
-    assert response.status_code == 202, response.text
-    article_id = response.json()["id"]
-
-    def stance_running() -> bool:
-        stored = store.get_article(article_id)
-        return stored is not None and stored.analyses["stance"].status == "running"
-
-    wait_for(stance_running, 30, "the stance analysis to start", run.service)
+    article_id = run.submit_until_stance_runs(LONG_ARTICLE)
     run.signal_group(signal.SIGINT)
     assert run.wait_exit(30) == 0, run.service.log()
     assert not any(alive(pid) for pid in run.children), run.service.log()
@@ -221,19 +230,7 @@ def test_a_killed_run_takes_its_processes_with_it_redis_last_and_frees_the_data_
     first = Run(tmp_path).start()
     runs.append(first)
     first.wait_running()
-    store = Store.from_settings(
-        Settings.from_env({}, redis_url=(first.data_dir / URL_FILE).read_text().strip())
-    )
-    article = "\n\n".join(SEED_TEXTS[i % len(SEED_TEXTS)] for i in range(40))  # a few seconds of stance
-    response = httpx.post(f"{first.url}/v1/articles", json={"text": article}, timeout=10)
-    assert response.status_code == 202, response.text
-    article_id = response.json()["id"]
-
-    def stance_running() -> bool:
-        stored = store.get_article(article_id)
-        return stored is not None and stored.analyses["stance"].status == "running"
-
-    wait_for(stance_running, 30, "the stance analysis to start", first.service)
+    article_id = first.submit_until_stance_runs(LONG_ARTICLE)
     os.kill(first.service.pid, signal.SIGKILL)  # no cleanup of its own: the kernel's SIGTERM to each child
     assert first.wait_exit(10) == -signal.SIGKILL
     assert data_folder_locked(first.data_dir)  # by its processes, stopping (the worker saving its analysis)
@@ -251,10 +248,7 @@ def test_a_killed_run_takes_its_processes_with_it_redis_last_and_frees_the_data_
     wait_for(
         lambda: "embedded redis started" in second.service.log(), 30, "the second run's Redis", second.service
     )
-    store = Store.from_settings(
-        Settings.from_env({}, redis_url=(second.data_dir / URL_FILE).read_text().strip())
-    )
-    stored = store.get_article(article_id)
+    stored = second.store().get_article(article_id)
     assert stored is not None
     assert stored.analyses["stance"].status == "done", stored.analyses["stance"]
     second.signal_group(signal.SIGINT)
@@ -282,17 +276,8 @@ def test_a_second_ctrl_c_stops_at_once(tmp_path: Path, runs: list[Run], while_: 
     run = Run(tmp_path, env=held_analyses_env(tmp_path)).start()
     runs.append(run)
     run.wait_running()
-    redis_url = (run.data_dir / URL_FILE).read_text().strip()
-    store = Store.from_settings(Settings.from_env({}, redis_url=redis_url))
-    response = httpx.post(f"{run.url}/v1/articles", json={"text": SEED_TEXTS[0]}, timeout=10)
-    assert response.status_code == 202, response.text
-    article_id = response.json()["id"]
-
-    def stance_running() -> bool:
-        stored = store.get_article(article_id)
-        return stored is not None and stored.analyses["stance"].status == "running"
-
-    wait_for(stance_running, 30, "the stance analysis to start", run.service)
+    store = run.store()
+    article_id = run.submit_until_stance_runs(SEED_TEXTS[0])
     poll_outcome: list[object] = []
     poller = threading.Thread(target=lambda: None)
     if while_ == "the API finishes a long poll":

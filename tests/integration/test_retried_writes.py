@@ -19,7 +19,7 @@ import redis.connection
 
 from newsdesk.settings import Settings
 from newsdesk.store import ANALYSES, NewArticle, QueuedMessage, Store, write_token
-from tests.lost_reply import LosingFirstReply
+from tests.lost_reply import RUN_WRITES, LosingFirstReply, lose_first_replies
 from workers.analysis.stance import LexiconScorer
 from workers.pipeline import Analyzers, RunOutcome, patiently, run_analyses
 
@@ -109,12 +109,7 @@ def test_a_run_whose_writes_lose_their_replies_finishes_with_one_attempt_each(
     write the run makes has its first reply lost after Redis applied it."""
     analyzers = Analyzers(Settings.from_env({}, stance_scorer="lexicon"), store, scorer=LexiconScorer())
     article_id = store.create_article(NewArticle(text=WIRE.read_text(encoding="utf-8"))).article_id
-    lossy = {
-        method: LosingFirstReply(getattr(store, method))
-        for method in ("start_analysis_and_read", "finish_analysis_and_start", "finish_analysis")
-    }
-    for method, wrapper in lossy.items():
-        monkeypatch.setattr(store, method, wrapper)
+    lossy = lose_first_replies(store, RUN_WRITES, monkeypatch)
     names = ["summary", "duplicates", "stance"]
     assert run_analyses(store, analyzers, article_id, names, max_attempts=1, store_patience=5) == RunOutcome(
         "done", None

@@ -15,7 +15,7 @@ from kombu.exceptions import OperationalError
 from newsdesk.seeds import add_seeds, read_seeds
 from newsdesk.settings import Settings
 from newsdesk.store import ANALYSES, NewArticle, Store, write_token
-from tests.lost_reply import LosingFirstReply
+from tests.lost_reply import RUN_WRITES, LosingFirstReply, lose_first_replies
 from workers.analysis import duplicates
 from workers.analysis.stance import LexiconScorer
 from workers.pipeline import Analyzers, RunOutcome, patiently, run_analyses, run_analysis
@@ -290,12 +290,7 @@ def test_a_run_whose_writes_lose_their_replies_counts_each_attempt_once(
     article_id = store.create_article(
         NewArticle(text=WIRE.read_text(encoding="utf-8"), callback_url="https://hooks.example.com/x")
     ).article_id
-    lossy = {
-        method: LosingFirstReply(getattr(store, method))
-        for method in ("start_analysis_and_read", "finish_analysis_and_start", "finish_analysis")
-    }
-    for method, wrapper in lossy.items():
-        monkeypatch.setattr(store, method, wrapper)
+    lossy = lose_first_replies(store, RUN_WRITES, monkeypatch)
     names = ["summary", "duplicates", "stance"]
     outcome = run_analyses(store, analyzers, article_id, names, max_attempts=1, store_patience=5)
     assert outcome == RunOutcome("done", "https://hooks.example.com/x")
