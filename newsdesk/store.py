@@ -497,9 +497,12 @@ return overall
 )
 
 # Deletes an article of this owner with its listing entries and its Idempotency-Key; an unfinished
-# article of a batch counts as finished there, so the batch's long-polls are not left waiting.
-# KEYS: article, articles, pending, owner's articles. ARGV: id, owner, key prefix. Returns 1 or 0.
+# article of a batch counts as finished there, so the batch's long-polls are not left waiting. The
+# receipt, a key named by a token new with each call, is left for a minute: the same call sent again
+# (redis-py resends a command whose reply was lost) finds it and answers 1, not "no such article".
+# KEYS: article, articles, pending, owner's articles, receipt. ARGV: id, owner, key prefix. Returns 1 or 0.
 _DELETE = """
+if redis.call('EXISTS', KEYS[5]) == 1 then return 1 end
 local row = redis.call('HMGET', KEYS[1], 'owner', 'status', 'idempotency_key', 'batch')
 if not row[1] or row[1] ~= ARGV[2] then return 0 end
 if row[3] then
@@ -519,6 +522,7 @@ redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('SET', KEYS[5], ARGV[1], 'EX', 60)
 return 1
 """
 
@@ -858,6 +862,7 @@ class Store:
                 self._articles_key,
                 self._pending_key,
                 self._owner_articles_key(owner),
+                f"{self.prefix}:deleted:{write_token()}",
             ],
             args=[article_id, owner, self.prefix],
         )

@@ -119,17 +119,17 @@ def test_a_run_whose_writes_lose_their_replies_finishes_with_one_attempt_each(
     assert store.redis.xlen(store.results_stream) == 1
 
 
-def lose_next_script_reply(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """From now on, the first script reply (a list) this thread reads is read off the socket, and then
-    the connection fails: redis-py's own retry (the store's client allows one) sends the same command
-    again on a new connection. Returns the list the lost reply will be put in."""
+def lose_next_script_reply(monkeypatch: pytest.MonkeyPatch, kind: type = list) -> list[Any]:
+    """From now on, the first script reply (of type `kind`) this thread reads is read off the socket,
+    and then the connection fails: redis-py's own retry (the store's client allows one) sends the same
+    command again on a new connection. Returns the list the lost reply will be put in."""
     read_response = redis.connection.Connection.read_response
     this_thread = threading.get_ident()  # not the metrics flusher's
     lost: list[Any] = []
 
     def losing(self: redis.connection.Connection, *args: Any, **kwargs: Any) -> Any:
         reply = read_response(self, *args, **kwargs)
-        if threading.get_ident() == this_thread and isinstance(reply, list) and not lost:
+        if threading.get_ident() == this_thread and isinstance(reply, kind) and not lost:
             lost.append(reply)
             raise redis.ConnectionError("Connection closed by server.")
         return reply
@@ -172,3 +172,15 @@ def test_a_submission_whose_reply_was_lost_is_stored_and_queued_once(
     assert batch.created
     assert store.redis.llen(f"{store.prefix}:q") == 2
     assert store.pending_count() == 3
+
+
+def test_a_delete_whose_reply_was_lost_says_it_deleted(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The resent DELETE finds the article gone: by its own first try, so it is no 404."""
+    kept, deleted = (store.create_article(NewArticle(text=t)).article_id for t in ("A.", "B."))
+    store.delete_article(kept + "-none", "")  # loads the script: the EVALSHA below needs no SCRIPT LOAD
+    lost = lose_next_script_reply(monkeypatch, kind=int)
+    assert store.delete_article(deleted, "")
+    assert lost == [1]  # applied, its reply lost; the answer above is the resent command's
+    assert store.get_article(deleted) is None
+    assert store.get_article(kept) is not None
+    assert not store.delete_article(deleted, "")  # a new delete of the same article: nothing there
