@@ -16,6 +16,10 @@ those).
 Recording never raises and never waits on Redis. Sums that cannot be written (Redis down) are kept, one
 per series, and written with the next successful flush. A process killed outright (SIGKILL) loses the
 sums it had not written: normally its last second of events.
+
+A write can be applied while its reply is lost (the connection drops first); redis-py then sends it
+again, and a failed flush is tried again later. So each write is a script that carries a token and
+leaves a receipt under it: a write whose receipt is there was applied already, and adds nothing twice.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import math
 import os
 import threading
 import time
+import uuid
 import weakref
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
@@ -42,6 +47,26 @@ FLUSH_INTERVAL = 1.0
 _SEPARATOR = "\n"  # between a field's label values (JSON, so never a raw newline) and its suffix
 
 Labels = tuple[str, ...]
+
+
+# How long a write's receipt is kept: far longer than any retry of the same write.
+RECEIPT_SECONDS = 600
+# One flush's sums, all or none. KEYS: the receipt, then each sum's metric key. ARGV: for each sum its
+# field, amount and kind ('i': a count, HINCRBY; 'f': a sum of values, HINCRBYFLOAT). 1 if written now,
+# 0 if its receipt shows it was written before.
+_WRITE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+for i = 2, #KEYS do
+  local field, amount, kind = ARGV[3 * i - 5], ARGV[3 * i - 4], ARGV[3 * i - 3]
+  if kind == 'i' then
+    redis.call('HINCRBY', KEYS[i], field, amount)
+  else
+    redis.call('HINCRBYFLOAT', KEYS[i], field, amount)
+  end
+end
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[#ARGV])
+return 1
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +163,11 @@ class MetricsRecorder:
         self.prefix = prefix
         self._lock = threading.Lock()
         self._sums: dict[tuple[str, str], float] = {}  # (metric, field) -> amount not yet written
+        # A write that failed, perhaps after Redis applied it: its token and sums, sent again as they were
+        # (the receipt tells whether it was applied) before anything newer.
+        self._unconfirmed: tuple[str, dict[tuple[str, str], float]] | None = None
         self._failing = False  # the last flush failed: an outage is logged once, not at every retry
+        self._write = client.register_script(_WRITE)
         _RECORDERS.add(self)
 
     def key(self, metric: str) -> str:
@@ -155,41 +184,49 @@ class MetricsRecorder:
         _start_flusher()
 
     def flush(self) -> bool:
-        """Write the sums recorded so far in one transaction; False (and kept for the next flush) when
-        Redis cannot be reached. Never raises."""
+        """Write the sums recorded so far; False (and kept for the next flush) when Redis cannot be
+        reached. Never raises."""
         with self._lock:
             sums, self._sums = self._sums, {}
+            unconfirmed, self._unconfirmed = self._unconfirmed, None
             _UNWRITTEN.discard(self)  # back by the next record(), or below if this write fails
-        if not sums:
-            return True
-        try:
-            # All of them or none, so that a failed flush is kept whole for the next one.
-            pipe = self.client.pipeline(transaction=True)
-            for (metric, field), amount in sums.items():
-                if isinstance(amount, int):  # counts; sums of observed values are floats
-                    pipe.hincrby(self.key(metric), field, amount)
-                else:
-                    pipe.hincrbyfloat(self.key(metric), field, amount)
-            pipe.execute()
-        except redis.RedisError as error:
-            with self._lock:
-                for series, amount in sums.items():
-                    self._sums[series] = self._sums.get(series, 0) + amount
-                _UNWRITTEN.add(self)
-            if not self._failing:
-                log.warning(
-                    "metrics not written, kept for the next try", extra={"error": type(error).__name__}
-                )
-            self._failing = True
-            return False
+        writes = [unconfirmed] if unconfirmed else []
+        if sums:
+            writes.append((uuid.uuid4().hex, sums))
+        for index, (token, batch) in enumerate(writes):
+            try:
+                self._write_once(token, batch)
+            except redis.RedisError as error:
+                with self._lock:
+                    self._unconfirmed = (token, batch)
+                    for _, later in writes[index + 1 :]:  # never sent: back with the new sums
+                        for series, amount in later.items():
+                            self._sums[series] = self._sums.get(series, 0) + amount
+                    _UNWRITTEN.add(self)
+                if not self._failing:
+                    log.warning(
+                        "metrics not written, kept for the next try", extra={"error": type(error).__name__}
+                    )
+                self._failing = True
+                return False
         self._failing = False
         return True
+
+    def _write_once(self, token: str, sums: Mapping[tuple[str, str], float]) -> None:
+        """Add `sums` to the metrics in one script, unless the receipt of `token` shows it was done."""
+        keys = [f"{self.prefix}:metrics-receipt:{token}"]
+        args: list[str | float] = []
+        for (metric, field), amount in sums.items():
+            keys.append(self.key(metric))
+            args += [field, amount, "i" if isinstance(amount, int) else "f"]  # counts stay integers
+        self._write(keys=keys, args=[*args, RECEIPT_SECONDS])
 
     def forget_after_fork(self) -> None:
         """In a forked child: the parent writes the sums it had, so the child starts from none, with a
         lock that no thread of the parent can be holding."""
         self._lock = threading.Lock()
         self._sums = {}
+        self._unconfirmed = None
 
     def read(self) -> tuple[dict[str, dict[Labels, float]], dict[str, dict[Labels, HistogramValue]]]:
         """Every counter and histogram: ({counter: {labels: total}}, {histogram: {labels: value}}).

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import redis.connection
 
+from newsdesk.metrics import ARTICLES_FINISHED, MetricsRecorder
 from newsdesk.settings import Settings
 from newsdesk.store import ANALYSES, NewArticle, QueuedMessage, Store, write_token
 from tests.lost_reply import RUN_WRITES, LosingFirstReply, lose_first_replies
@@ -184,3 +185,31 @@ def test_a_delete_whose_reply_was_lost_says_it_deleted(store: Store, monkeypatch
     assert store.get_article(deleted) is None
     assert store.get_article(kept) is not None
     assert not store.delete_article(deleted, "")  # a new delete of the same article: nothing there
+
+
+def test_metrics_whose_reply_was_lost_are_counted_once(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """redis-py sends the flush again on a new connection; the receipt keeps its sums from counting twice."""
+    recorder = MetricsRecorder(store.redis, store.prefix)
+    recorder.record(ARTICLES_FINISHED.inc("done"))
+    assert recorder.flush()  # loads the script: the EVALSHA below needs no SCRIPT LOAD
+    recorder.record(ARTICLES_FINISHED.inc("done", amount=2))
+    lost = lose_next_script_reply(monkeypatch, kind=int)
+    assert recorder.flush()
+    assert lost == [1]  # applied, its reply lost; the resent script found its receipt
+    counters, _ = recorder.read()
+    assert counters[ARTICLES_FINISHED.name][("done",)] == 3
+
+
+def test_a_flush_that_failed_after_it_was_applied_is_not_applied_again(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The flush that failed is tried again with its own token before the newer sums: its receipt shows
+    that Redis had applied it, so only the newer sums are added."""
+    recorder = MetricsRecorder(store.redis, store.prefix)
+    monkeypatch.setattr(recorder, "_write", LosingFirstReply(recorder._write))
+    recorder.record(ARTICLES_FINISHED.inc("failed", amount=5))
+    assert not recorder.flush()  # applied, but the recorder could not know
+    recorder.record(ARTICLES_FINISHED.inc("failed"))
+    assert recorder.flush()
+    counters, _ = recorder.read()
+    assert counters[ARTICLES_FINISHED.name][("failed",)] == 6
