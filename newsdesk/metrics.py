@@ -18,8 +18,9 @@ per series, and written with the next successful flush. A process killed outrigh
 sums it had not written: normally its last second of events.
 
 A write can be applied while its reply is lost (the connection drops first); redis-py then sends it
-again, and a failed flush is tried again later. So each write is a script that carries a token and
-leaves a receipt under it: a write whose receipt is there was applied already, and adds nothing twice.
+again, and a failed flush is tried again later. So each recorder numbers its writes and sends them one
+at a time, in order, a failed one again before any newer; the script notes in Redis the last number it
+applied for that recorder, and a write whose number is not past it adds nothing twice.
 """
 
 from __future__ import annotations
@@ -49,13 +50,26 @@ _SEPARATOR = "\n"  # between a field's label values (JSON, so never a raw newlin
 Labels = tuple[str, ...]
 
 
-# How long a write's receipt is kept: far longer than any retry of the same write.
-RECEIPT_SECONDS = 600
-# One flush's sums, all or none. KEYS: the receipt, then each sum's metric key. ARGV: for each sum its
-# field, amount and kind ('i': a count, HINCRBY; 'f': a sum of values, HINCRBYFLOAT). 1 if written now,
-# 0 if its receipt shows it was written before.
+# How long Redis remembers a recorder's last write number after its last write: a write sent again
+# after a longer outage would count twice, and a process gone for that long leaves no key behind.
+RECEIPT_SECONDS = 86_400
+# One flush's sums. KEYS: the recorder's receipt (its last write number), then each sum's metric key.
+# ARGV: for each sum its field, amount and kind ('i': a count, HINCRBY; 'f': a sum of values,
+# HINCRBYFLOAT); then the write's number and the receipt's lifetime. 1 if written now, 0 if written
+# before. The kinds are checked before anything is written: Redis does not undo a script that fails
+# half-way.
 _WRITE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local number = tonumber(ARGV[#ARGV - 1])
+if number <= tonumber(redis.call('GET', KEYS[1]) or '0') then return 0 end
+for i = 2, #KEYS do
+  local field, amount, kind = ARGV[3 * i - 5], tonumber(ARGV[3 * i - 4]), ARGV[3 * i - 3]
+  local held = redis.call('HGET', KEYS[i], field)
+  local counts = kind == 'i'
+  if not amount or amount ~= amount or amount == math.huge or amount == -math.huge
+     or (held and ((counts and not string.match(held, '^-?%d+$')) or (not counts and not tonumber(held)))) then
+    return redis.error_reply('metric ' .. KEYS[i] .. ' ' .. field .. ': cannot add ' .. ARGV[3 * i - 4])
+  end
+end
 for i = 2, #KEYS do
   local field, amount, kind = ARGV[3 * i - 5], ARGV[3 * i - 4], ARGV[3 * i - 3]
   if kind == 'i' then
@@ -64,7 +78,7 @@ for i = 2, #KEYS do
     redis.call('HINCRBYFLOAT', KEYS[i], field, amount)
   end
 end
-redis.call('SET', KEYS[1], '1', 'EX', ARGV[#ARGV])
+redis.call('SET', KEYS[1], number, 'EX', ARGV[#ARGV])
 return 1
 """
 
@@ -161,14 +175,21 @@ class MetricsRecorder:
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self.client = client
         self.prefix = prefix
-        self._lock = threading.Lock()
-        self._sums: dict[tuple[str, str], float] = {}  # (metric, field) -> amount not yet written
-        # A write that failed, perhaps after Redis applied it: its token and sums, sent again as they were
-        # (the receipt tells whether it was applied) before anything newer.
-        self._unconfirmed: tuple[str, dict[tuple[str, str], float]] | None = None
-        self._failing = False  # the last flush failed: an outage is logged once, not at every retry
         self._write = client.register_script(_WRITE)
+        self._start_afresh()
         _RECORDERS.add(self)
+
+    def _start_afresh(self) -> None:
+        """No sums, a receipt of its own (a forked child must not share its parent's numbers), new locks."""
+        self._lock = threading.Lock()  # guards _sums
+        self._flush_lock = threading.Lock()  # one flush at a time: writes go out one by one, in order
+        self._sums: dict[tuple[str, str], float] = {}  # (metric, field) -> amount not yet written
+        # A write that failed, perhaps after Redis applied it: its number and sums, sent again as they
+        # were before anything newer (the receipt tells whether it was applied).
+        self._unconfirmed: tuple[int, dict[tuple[str, str], float]] | None = None
+        self._written = 0  # the number of the last write made
+        self._receipt = f"{self.prefix}:metrics-writer:{uuid.uuid4().hex}"
+        self._failing = False  # the last flush failed: an outage is logged once, not at every retry
 
     def key(self, metric: str) -> str:
         return f"{self.prefix}:metrics:{metric}"
@@ -186,47 +207,53 @@ class MetricsRecorder:
     def flush(self) -> bool:
         """Write the sums recorded so far; False (and kept for the next flush) when Redis cannot be
         reached. Never raises."""
-        with self._lock:
-            sums, self._sums = self._sums, {}
-            unconfirmed, self._unconfirmed = self._unconfirmed, None
-            _UNWRITTEN.discard(self)  # back by the next record(), or below if this write fails
-        writes = [unconfirmed] if unconfirmed else []
-        if sums:
-            writes.append((uuid.uuid4().hex, sums))
-        for index, (token, batch) in enumerate(writes):
-            try:
-                self._write_once(token, batch)
-            except redis.RedisError as error:
-                with self._lock:
-                    self._unconfirmed = (token, batch)
-                    for _, later in writes[index + 1 :]:  # never sent: back with the new sums
-                        for series, amount in later.items():
-                            self._sums[series] = self._sums.get(series, 0) + amount
-                    _UNWRITTEN.add(self)
-                if not self._failing:
-                    log.warning(
-                        "metrics not written, kept for the next try", extra={"error": type(error).__name__}
-                    )
-                self._failing = True
+        with self._flush_lock:
+            if self._unconfirmed is not None and not self._send(*self._unconfirmed):
                 return False
-        self._failing = False
-        return True
+            with self._lock:
+                sums, self._sums = self._sums, {}
+                _UNWRITTEN.discard(self)  # back by the next record(), or by _send if this write fails
+            if not sums:
+                return True
+            self._written += 1
+            return self._send(self._written, sums)
 
-    def _write_once(self, token: str, sums: Mapping[tuple[str, str], float]) -> None:
-        """Add `sums` to the metrics in one script, unless the receipt of `token` shows it was done."""
-        keys = [f"{self.prefix}:metrics-receipt:{token}"]
+    def _send(self, number: int, sums: dict[tuple[str, str], float]) -> bool:
+        """One numbered write; on failure it is kept, as it is, to be sent again first."""
+        keys = [self._receipt]
         args: list[str | float] = []
         for (metric, field), amount in sums.items():
             keys.append(self.key(metric))
             args += [field, amount, "i" if isinstance(amount, int) else "f"]  # counts stay integers
-        self._write(keys=keys, args=[*args, RECEIPT_SECONDS])
+        try:
+            self._write(keys=keys, args=[*args, number, RECEIPT_SECONDS])
+        except redis.ResponseError as error:
+            if isinstance(error, _PASSING_REFUSALS):
+                return self._keep(number, sums, error)
+            # Redis refuses these sums for good (a field that is not a count): dropped, or every later
+            # write would wait behind them. The script wrote none of them.
+            log.error("metrics dropped: Redis refused them", extra={"error": str(error)[:200]})
+            self._unconfirmed = None
+            return True
+        except redis.RedisError as error:
+            return self._keep(number, sums, error)
+        self._unconfirmed = None
+        self._failing = False
+        return True
+
+    def _keep(self, number: int, sums: dict[tuple[str, str], float], error: Exception) -> bool:
+        self._unconfirmed = (number, sums)
+        with self._lock:
+            _UNWRITTEN.add(self)
+        if not self._failing:
+            log.warning("metrics not written, kept for the next try", extra={"error": type(error).__name__})
+        self._failing = True
+        return False
 
     def forget_after_fork(self) -> None:
-        """In a forked child: the parent writes the sums it had, so the child starts from none, with a
-        lock that no thread of the parent can be holding."""
-        self._lock = threading.Lock()
-        self._sums = {}
-        self._unconfirmed = None
+        """In a forked child: the parent writes the sums it had, so the child starts from none, with
+        locks that no thread of the parent can be holding."""
+        self._start_afresh()
 
     def read(self) -> tuple[dict[str, dict[Labels, float]], dict[str, dict[Labels, HistogramValue]]]:
         """Every counter and histogram: ({counter: {labels: total}}, {histogram: {labels: value}}).
@@ -249,6 +276,8 @@ class MetricsRecorder:
         return counters, histograms
 
 
+# Refusals that pass (a replica not yet promoted, Redis at its maxmemory): the write is kept and sent again.
+_PASSING_REFUSALS = (redis.exceptions.ReadOnlyError, redis.exceptions.OutOfMemoryError)
 # Every recorder of this process (to reset them in a forked child), and those with sums to write, held
 # here until they are written even when nothing else holds the recorder any more.
 _RECORDERS: weakref.WeakSet[MetricsRecorder] = weakref.WeakSet()

@@ -188,7 +188,9 @@ def test_a_delete_whose_reply_was_lost_says_it_deleted(store: Store, monkeypatch
 
 
 def test_metrics_whose_reply_was_lost_are_counted_once(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    """redis-py sends the flush again on a new connection; the receipt keeps its sums from counting twice."""
+    """redis-py sends the flush again on a new connection: its number, already applied, keeps its sums
+    from counting twice."""
+    monkeypatch.setattr("newsdesk.metrics._start_flusher", lambda: None)  # only this thread flushes
     recorder = MetricsRecorder(store.redis, store.prefix)
     recorder.record(ARTICLES_FINISHED.inc("done"))
     assert recorder.flush()  # loads the script: the EVALSHA below needs no SCRIPT LOAD
@@ -203,8 +205,9 @@ def test_metrics_whose_reply_was_lost_are_counted_once(store: Store, monkeypatch
 def test_a_flush_that_failed_after_it_was_applied_is_not_applied_again(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The flush that failed is tried again with its own token before the newer sums: its receipt shows
+    """The flush that failed is sent again with its own number before the newer sums: the receipt shows
     that Redis had applied it, so only the newer sums are added."""
+    monkeypatch.setattr("newsdesk.metrics._start_flusher", lambda: None)  # only this thread flushes
     recorder = MetricsRecorder(store.redis, store.prefix)
     monkeypatch.setattr(recorder, "_write", LosingFirstReply(recorder._write))
     recorder.record(ARTICLES_FINISHED.inc("failed", amount=5))

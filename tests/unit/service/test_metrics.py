@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import random
+import threading
 import time
 from typing import Any
 
 import fakeredis
 import pytest
+import redis
 from celery.signals import worker_process_shutdown
 from flask import Flask
 from flask.testing import FlaskClient
@@ -237,3 +240,64 @@ def test_a_celery_pool_process_writes_its_figures_as_it_exits() -> None:
     recorder.record(ARTICLES_FINISHED.inc("failed"))
     worker_process_shutdown.send(sender=None, pid=os.getpid(), exitcode=0)
     assert client.hget(recorder.key(ARTICLES_FINISHED.name), '["failed"]') == b"1"
+
+
+class _FlakyWrite:
+    """The recorder's real script, failing as a dropped connection does: before it reaches Redis on
+    some calls, after Redis applied it (the reply lost) on others."""
+
+    def __init__(self, write: Any, seed: int) -> None:
+        self.write = write
+        self.random = random.Random(seed)
+        self.lock = threading.Lock()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            fate = self.random.choice(["fine", "lost before", "lost after"])
+        if fate == "lost before":
+            raise redis.ConnectionError("Connection refused.")
+        reply = self.write(*args, **kwargs)
+        if fate == "lost after":
+            raise redis.ConnectionError("Connection closed by server.")
+        return reply
+
+
+def test_flushes_failing_at_random_from_several_threads_count_every_event_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("newsdesk.metrics._start_flusher", lambda: None)  # the test's threads flush
+    recorder = MetricsRecorder(fakeredis.FakeRedis(), "unit")
+    real_write = recorder._write
+    monkeypatch.setattr(recorder, "_write", _FlakyWrite(real_write, seed=7))
+
+    def events(thread: int) -> None:
+        for amount in range(1, 21):
+            recorder.record(ARTICLES_FINISHED.inc("done", amount=amount))
+            recorder.record(ANALYSIS_DURATION.observe(0.5, "summary"))
+            recorder.flush()
+
+    threads = [threading.Thread(target=events, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    monkeypatch.setattr(recorder, "_write", real_write)  # Redis is back
+    counters, histograms = recorder.read()
+    assert counters[ARTICLES_FINISHED.name][("done",)] == 4 * sum(range(1, 21))
+    assert histograms[ANALYSIS_DURATION.name][("summary",)].count == 4 * 20
+
+
+def test_sums_redis_refuses_for_good_are_dropped_whole_and_later_ones_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("newsdesk.metrics._start_flusher", lambda: None)
+    client = fakeredis.FakeRedis()
+    recorder = MetricsRecorder(client, "unit")
+    # A field that is no count (nothing here writes one; a hand edit could): HINCRBY would fail on it.
+    client.hset(recorder.key(ARTICLES_FINISHED.name), '["failed"]', "1.5")
+    recorder.record(ANALYSIS_DURATION.observe(0.5, "summary"), ARTICLES_FINISHED.inc("failed"))
+    assert recorder.flush() is True  # dropped, not kept to block every later write
+    recorder.record(ARTICLES_FINISHED.inc("done"))
+    counters, histograms = recorder.read()
+    assert counters[ARTICLES_FINISHED.name] == {("failed",): 1.5, ("done",): 1.0}
+    assert ("summary",) not in histograms[ANALYSIS_DURATION.name]  # none of the refused write was applied
