@@ -619,17 +619,17 @@ def _paragraphs(lines: list[str], *, wrapped: bool) -> list[tuple[str, str]]:
     last_line = list(range(len(lines)))
     for index in reversed(range(len(lines) - 1)):
         # A boilerplate or caption line ("Read more: <headline>") that runs into a capitalised line: a
-        # link's wrapped tail is a headline of a line or two, which ends no sentence; prose goes on for
-        # lines and ends one, and must not be joined to the link and dropped with it. Only a line short
-        # enough to be dropped is looked at (the caption pattern backtracks on long ones).
+        # link's wrapped tail is a headline, in title case or ending no sentence; prose ends one, and must
+        # not be joined to the link and dropped with it. Only a line short enough to be dropped is looked
+        # at (the caption pattern backtracks on long ones).
         body = bodies[index]
         if (
             joins[index]
             and len(body) <= _MAX_BOILERPLATE_LINE
             and (_BOILERPLATE_LINE.match(body) or _CAPTION_LINE.search(body))
             and not bodies[index + 1].lstrip()[:1].islower()
-            and last_line[index + 1] > index + 1
             and _ends_sentence(bodies[last_line[index + 1]].rstrip())
+            and not (last_line[index + 1] == index + 1 and _in_title_case(bodies[index + 1]))
         ):
             joins[index] = False
         if joins[index]:
@@ -646,6 +646,13 @@ def _paragraphs(lines: list[str], *, wrapped: bool) -> list[tuple[str, str]]:
         paragraphs.append(("".join(written), "".join(flowing)))
         written, flowing = [], []
     return paragraphs
+
+
+def _in_title_case(line: str) -> bool:
+    """Whether most of the line's longer words are capitalised, as in a headline ("And Who Will Stop
+    It?"); a sentence capitalises few ("Ukraine's foreign minister called it a war crime.")."""
+    words = [word for word in _WORD.findall(line) if len(word) > 3]
+    return bool(words) and 2 * sum(word[:1].isupper() for word in words) > len(words)
 
 
 def _wrap_width(bodies: list[str]) -> int | None:

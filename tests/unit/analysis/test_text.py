@@ -310,6 +310,20 @@ def test_a_wrapped_article_goes_on_after_a_boilerplate_line(boilerplate: str) ->
     assert not any(boilerplate[:20] in s for s in sentences)
 
 
+def test_a_one_line_paragraph_after_a_link_stays() -> None:
+    # A sentence of one line after the link is prose (few capitalised words), not the link's tail.
+    prose = (
+        "Russian forces shelled the city again on Monday, officials said, and the\n"
+        "United Nations said it was alarmed by the attacks on civilian targets in\n"
+        "the region, which have killed dozens of people over the past few weeks.\n"
+    )
+    link = "Read more: Why Is Russia Shelling The Grain Port In The Odesa Region Again\n"
+    line = "Ukraine's foreign minister called the strikes a war crime on Tuesday.\n"
+    sentences = [" ".join(s.text.split()) for s in prepare(prose + link + line + "\n" + prose).sentences]
+    assert line.strip() in sentences
+    assert not any("Read more" in s for s in sentences)
+
+
 def test_a_wrapped_headline_after_a_link_goes_with_it() -> None:
     # The link's tail is a line of its own that ends a sentence, but no paragraph of prose: it goes.
     prose = (
