@@ -100,9 +100,9 @@ def read_json_body(request: Request) -> Any:
     except RequestEntityTooLarge as error:  # a Content-Length over the limit: nothing is read
         raise _too_large(limit) from error
     except (ParseException, OSError) as error:
-        # gunicorn reads a chunked body only as the app asks for it, so its refusal of a malformed one
-        # (a ParseException, or an OSError such as InvalidChunkSize) and a connection lost mid-body
-        # arrive here: the client's doing, not a fault of the service.
+        # gunicorn reads a chunked body only as the app asks for it, so its refusal of a malformed one (a
+        # ParseException such as InvalidChunkSize, or NoMoreData, an OSError) and a connection lost
+        # mid-body arrive here: the client's doing, not a fault of the service.
         log.info("unreadable request body", extra={"error": type(error).__name__})
         raise Problem(
             400,
