@@ -65,8 +65,9 @@ for i = 2, #KEYS do
   local field, amount, kind = ARGV[3 * i - 5], tonumber(ARGV[3 * i - 4]), ARGV[3 * i - 3]
   local held = redis.call('HGET', KEYS[i], field)
   local counts = kind == 'i'
-  if not amount or amount ~= amount or amount == math.huge or amount == -math.huge
-     or (held and ((counts and not string.match(held, '^-?%d+$')) or (not counts and not tonumber(held)))) then
+  local finite = amount and amount == amount and amount ~= math.huge and amount ~= -math.huge
+  local addable = not held or (counts and string.match(held, '^-?%d+$')) or (not counts and tonumber(held))
+  if not finite or not addable then
     return redis.error_reply('metric ' .. KEYS[i] .. ' ' .. field .. ': cannot add ' .. ARGV[3 * i - 4])
   end
 end
