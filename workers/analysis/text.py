@@ -438,11 +438,7 @@ def _drop_boilerplate(
             if _CAPTION_START.match(body, cut):
                 cut = len(body)
         rest = body[cut:]
-        if (
-            rest.strip()
-            and len(rest) <= _MAX_BOILERPLATE_LINE
-            and (_BOILERPLATE_LINE.match(rest) or _CAPTION_LINE.search(rest))
-        ):
+        if rest.strip() and _is_boilerplate_line(rest):
             cut = len(body)
         sign_off = _SIGN_OFF.search(body, cut)
         end = sign_off.start() if sign_off else len(body)
@@ -462,6 +458,14 @@ def _drop_boilerplate(
                     kept_starts.append(starts[base + offset])
                     kept_ends.append(ends[base + offset])
     return "".join(kept), "".join(kept_flowing), kept_starts, kept_ends
+
+
+def _is_boilerplate_line(text: str) -> bool:
+    """A link, credit or caption line that is dropped whole. Only a line short enough to be one is
+    matched at all: the caption pattern backtracks on long ones."""
+    return len(text) <= _MAX_BOILERPLATE_LINE and bool(
+        _BOILERPLATE_LINE.match(text) or _CAPTION_LINE.search(text)
+    )
 
 
 def _without_unclosable_openers(markup: str) -> str:
@@ -620,13 +624,11 @@ def _paragraphs(lines: list[str], *, wrapped: bool) -> list[tuple[str, str]]:
     for index in reversed(range(len(lines) - 1)):
         # A boilerplate or caption line ("Read more: <headline>") that runs into a capitalised line: a
         # link's wrapped tail is a headline, in title case or ending no sentence; prose ends one, and must
-        # not be joined to the link and dropped with it. Only a line short enough to be dropped is looked
-        # at (the caption pattern backtracks on long ones).
+        # not be joined to the link and dropped with it.
         body = bodies[index]
         if (
             joins[index]
-            and len(body) <= _MAX_BOILERPLATE_LINE
-            and (_BOILERPLATE_LINE.match(body) or _CAPTION_LINE.search(body))
+            and _is_boilerplate_line(body)
             and not bodies[index + 1].lstrip()[:1].islower()
             and _ends_sentence(bodies[last_line[index + 1]].rstrip())
             and not (last_line[index + 1] == index + 1 and _in_title_case(bodies[index + 1]))
