@@ -360,8 +360,10 @@ while i <= #ARGV do
   end
 end
 redis.call('SADD', KEYS[6], ARGV[6])
-redis.call('EXPIRE', KEYS[1], ARGV[7])
-redis.call('EXPIRE', KEYS[2], ARGV[7])
+if tonumber(ARGV[10]) == 0 then  -- else each article's finish sets the expiry (see _FINISH)
+  redis.call('EXPIRE', KEYS[1], ARGV[7])
+  redis.call('EXPIRE', KEYS[2], ARGV[7])
+end
 if keyed then
   redis.call('SET', KEYS[8], ARGV[1] .. '|' .. ARGV[3], 'EX', ARGV[4])
   redis.call('HSET', KEYS[1], 'idempotency_key', KEYS[8])
@@ -523,6 +525,7 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('SET', KEYS[5], ARGV[1], 'EX', 60)
+redis.call('PUBLISH', ARGV[3] .. ':finished:' .. ARGV[1], 'deleted')  -- wakes the article's long-polls
 return 1
 """
 
@@ -568,15 +571,28 @@ return {state, attempts}
 )
 
 # A delivery's outcome, written only to an article that still exists (a plain HSET on a deleted one
-# would leave a stub hash without expiry). A webhook still to be delivered stays on the sweeper's watch
-# list with the time of this news; a settled one leaves it. KEYS: article, watch list. ARGV: state,
-# attempts, error, now (ms), id.
+# would leave a stub hash without expiry). Two deliveries of one webhook can run at once (a message
+# sent twice, at-least-once), so an outcome is written only when it is news: a delivery always is, and
+# nothing is after one; any other outcome only from the latest attempt begun, and not over a webhook
+# already failed or refused (an older attempt's retry must not reopen or outlive a newer one's verdict).
+# A webhook still to be delivered stays on the sweeper's watch list with the time of this news; a
+# settled one leaves it. KEYS: article, watch list. ARGV: state, attempts, error, now (ms), id, the
+# number of the attempt the outcome is of. Returns 1 when written.
 _RECORD_WEBHOOK = """
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('ZREM', KEYS[2], ARGV[5])
   return 0
 end
-redis.call('HSET', KEYS[1], 'webhook', ARGV[1], 'webhook:attempts', ARGV[2], 'webhook:error', ARGV[3])
+local current = redis.call('HGET', KEYS[1], 'webhook')
+if current == 'delivered' then return 0 end
+local latest = tonumber(redis.call('HGET', KEYS[1], 'webhook:attempts') or '0')
+local attempts = tonumber(ARGV[2])
+if ARGV[1] == 'delivered' then
+  attempts = math.max(attempts, latest)  -- an older attempt's delivery: the newer ones still began
+elseif current == 'failed' or current == 'refused' or latest ~= tonumber(ARGV[6]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'webhook', ARGV[1], 'webhook:attempts', attempts, 'webhook:error', ARGV[3])
 if ARGV[1] == 'queued' or ARGV[1] == 'due' then
   redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
 else
@@ -1025,11 +1041,17 @@ class Store:
         state, attempts = started
         return _text(state), int(attempts)
 
-    def record_webhook(self, article_id: str, state: str, attempts: int, error: str = "") -> None:
-        """Record a delivery outcome on the article, unless it was deleted (or expired) meanwhile."""
-        self._record_webhook(
-            keys=[self._article_key(article_id), self._webhooks_key],
-            args=[state, attempts, error, _now_ms(), article_id],
+    def record_webhook(
+        self, article_id: str, state: str, attempts: int, error: str = "", *, attempt: int | None = None
+    ) -> bool:
+        """Record the outcome of delivery attempt number `attempt` (default: `attempts`) on the article,
+        with `attempts` as the count. False when it is not news (see _RECORD_WEBHOOK): the article is gone,
+        the webhook was delivered, or a newer attempt has begun or settled it."""
+        return bool(
+            self._record_webhook(
+                keys=[self._article_key(article_id), self._webhooks_key],
+                args=[state, attempts, error, _now_ms(), article_id, attempt or attempts],
+            )
         )
 
     def stale_webhooks(self, older_than: float, *, limit: int = 500) -> list[tuple[str, str]]:

@@ -34,6 +34,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpcore
 import httpx
+import idna
 
 from newsdesk.results import article_view
 from newsdesk.settings import Settings
@@ -96,6 +97,12 @@ def callback_target(url: str) -> Target:
         raise WebhookRefused("Not a URL.") from None
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise WebhookRefused("Use an http or https URL with a host.")
+    if "@" in parts.netloc:
+        # They would not be sent (deliveries carry a signature instead), and would show in every read of
+        # the article: refused rather than dropped.
+        raise WebhookRefused(
+            "Credentials in the URL are not sent: verify the X-Newsdesk-Signature header instead."
+        )
     try:
         named_port = parts.port  # ValueError: not a number, or above 65535
     except ValueError:
@@ -104,11 +111,16 @@ def callback_target(url: str) -> Target:
         raise WebhookRefused("The port must be a number from 1 to 65535.")
     host = parts.hostname  # lower case
     if literal_address(host) is None:
-        # The form the resolver would make of it anyway (getaddrinfo encodes a str host with this same
-        # codec), made here so that a name it cannot encode is refused rather than an error at delivery.
+        # A name in the ASCII form a request uses. Beyond ASCII: IDNA 2008 with UTS 46 mapping, as
+        # browsers, registries and httpx read it (Python's "idna" codec, IDNA 2003, makes "faß.de"
+        # fass.de, another domain); the mapping also makes full-width letters, digits and dots ASCII.
+        # An ASCII name goes through the codec only for its label lengths (it keeps underscores).
         try:
-            host = host.encode("idna").decode("ascii")
-        except UnicodeError:
+            if host.isascii():
+                host.encode("idna")
+            else:
+                host = idna.encode(host, uts46=True).decode("ascii")
+        except UnicodeError:  # idna.IDNAError is one
             raise WebhookRefused("The host is not a valid domain name.") from None
         if not _NAME.fullmatch(host):
             raise WebhookRefused("The host is not a valid domain name.")
@@ -440,7 +452,10 @@ class _DeadlineStream(httpcore.NetworkStream):
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    state: str  # delivered, retry, failed, refused, gone (the article no longer exists)
+    # delivered, retry, failed, refused, gone (the article no longer exists), unsigned (not sent, no
+    # attempt counted: this worker has no secret to sign with); or queued, when another delivery of the
+    # same webhook overtook this one (its outcome stands)
+    state: str
     detail: str = ""
     attempt: int = 0  # the attempt's number (for a settled webhook, the attempts it had)
 
@@ -467,6 +482,12 @@ def deliver_article(
     article = store.get_article(article_id)
     if article is None or not article.callback_url:
         return Outcome("gone")
+    if not settings.webhook_secret:
+        # The API takes no callback without a secret, but this worker may lack it (its settings are read
+        # at start, so one not restarted since the secret was set): a signature under an empty key is one
+        # anybody can forge. Nothing is sent and no attempt counted, so the webhook waits for a worker
+        # that has it instead of using its attempts up here.
+        return Outcome("unsigned", "NEWSDESK_WEBHOOK_SECRET is not set on this worker; nothing sent unsigned")
     started = store.start_webhook(article_id)
     if started is None:
         return Outcome("gone")
@@ -475,14 +496,10 @@ def deliver_article(
         return Outcome(state, "already settled", attempt)
     if attempt > settings.webhook_max_attempts:
         # The last attempt allowed began and never recorded its outcome: its worker died or was killed.
-        outcome = Outcome("failed", f"no attempt left after {attempt - 1} (NEWSDESK_WEBHOOK_MAX_ATTEMPTS)")
-        return _recorded(store, settings, article_id, attempt - 1, outcome)
+        detail = f"no attempt left after {attempt - 1} (NEWSDESK_WEBHOOK_MAX_ATTEMPTS)"
+        store.record_webhook(article_id, "failed", attempt - 1, detail, attempt=attempt)
+        return Outcome("failed", detail, attempt - 1)
     delivery = Delivery(article.callback_url, article_view(article), article_id, attempt)
-    if not settings.webhook_secret:
-        # The API takes no callback without a secret, but this worker may lack it (or it was removed
-        # since): a signature under an empty key is one anybody can forge, so wait for a worker that has it.
-        outcome = Outcome("retry", "NEWSDESK_WEBHOOK_SECRET is not set on this worker; nothing sent unsigned")
-        return _recorded(store, settings, article_id, attempt, outcome)
     try:
         status = post(
             delivery,
@@ -512,5 +529,10 @@ def _recorded(store: Store, settings: Settings, article_id: str, attempt: int, o
     """Record an attempt's outcome on the article; a retry past the attempt limit ends `failed`."""
     if outcome.retry and attempt >= settings.webhook_max_attempts:
         outcome = Outcome("failed", outcome.detail)
-    store.record_webhook(article_id, "queued" if outcome.retry else outcome.state, attempt, outcome.detail)
+    recorded_state = "queued" if outcome.retry else outcome.state
+    if not store.record_webhook(article_id, recorded_state, attempt, outcome.detail):
+        # Not news: another delivery of it (a message sent twice) began later or settled it, and that
+        # one's outcome stands; this message is done. Or the article is gone.
+        now = store.webhook_state(article_id)
+        return Outcome(now or "gone", f"{outcome.detail} (overtaken by another delivery)".lstrip(), attempt)
     return Outcome(outcome.state, outcome.detail, attempt)

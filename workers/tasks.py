@@ -140,14 +140,17 @@ def webhook_task(self: Task, article_id: str) -> None:
         # The soft time limit ends a delivery that outlives the task (its timeout is longer than the
         # task's time limit): a failed attempt, retried like the others.
         outcome = deliver_article(runtime.store, settings, article_id, interruptions=(SoftTimeLimitExceeded,))
-        log.info(
+        log.log(
+            logging.WARNING if outcome.state == "unsigned" else logging.INFO,
             "webhook",
             extra={"outcome": outcome.state, "detail": outcome.detail, "webhook_attempt": outcome.attempt},
         )
-        if outcome.retry:
-            # The retry waits in a worker until due: keep it well inside the visibility timeout.
+        if outcome.retry or outcome.state == "unsigned":
+            # The retry waits in a worker until due: keep it well inside the visibility timeout. One this
+            # worker could not sign waits the longest, for a worker that can (it counts no attempt).
             cap = min(settings.webhook_backoff_max, settings.visibility_timeout / 2)
-            raise self.retry(countdown=backoff(outcome.attempt, settings.webhook_backoff, cap))
+            wait = backoff(outcome.attempt, settings.webhook_backoff, cap) if outcome.retry else cap
+            raise self.retry(countdown=wait)
 
 
 @setup_logging.connect

@@ -24,6 +24,7 @@ from service.body import Blueprint
 from service.problems import VALIDATION_TITLE, Problem, field_errors, invalid
 from service.schemas import ArticleSubmissionSchema, BatchQuerySchema, BatchSchema, BatchSubmissionSchema
 from service.views.articles import (
+    POLL_AFTER_SECONDS,
     idempotency_key,
     new_article,
     refusals_as_problems,
@@ -147,7 +148,8 @@ class BatchResource(MethodView):
                 current.store.batch_finished_channel(batch_id), lambda: _finished(batch), wait
             )
             batch = _owned_batch(batch_id)
-        return _batch_view(batch, start=start, limit=limit)
+        headers = {} if _finished(batch) else {"Retry-After": POLL_AFTER_SECONDS}
+        return _batch_view(batch, start=start, limit=limit), headers
 
 
 def _owned_batch(batch_id: str) -> Batch:

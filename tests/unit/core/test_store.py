@@ -96,6 +96,29 @@ def test_the_backlog_bound_refuses_a_whole_batch(store: Store) -> None:
     assert store.pending_count() == 3
 
 
+def test_only_the_latest_webhook_attempt_or_a_delivery_is_recorded(store: Store) -> None:
+    article_id = store.create_article(
+        NewArticle(text="A.", callback_url="https://hooks.example.com/")
+    ).article_id
+    for name in ANALYSES:
+        store.finish_analysis(article_id, name, result={}, version="v1")
+    assert store.move_webhook(article_id, "due", "queued")
+    assert store.start_webhook(article_id) == ("queued", 1)
+    assert store.start_webhook(article_id) == ("queued", 2)  # a second message, at once
+    assert not store.record_webhook(article_id, "queued", 1, "HTTP 500")  # attempt 2 is under way
+    assert store.record_webhook(article_id, "failed", 2, "HTTP 500")
+    assert not store.record_webhook(article_id, "queued", 2, "HTTP 500")  # not reopened
+    assert store.record_webhook(article_id, "delivered", 1)  # attempt 1 got through after all
+    assert not store.record_webhook(article_id, "failed", 2, "late")
+    assert store.webhook_state(article_id) == "delivered"
+    assert store.redis.hget(f"unit:article:{article_id}", "webhook:attempts") == b"2"  # both began
+
+
+def test_a_batch_that_accepted_nothing_expires_from_its_creation(store: Store) -> None:
+    batch = store.create_batch("", [Rejected(0, {"status": 422})])  # no finish will ever set it
+    assert 0 < store.redis.ttl(f"unit:batch:{batch.batch_id}") <= store.result_ttl
+
+
 def _two_lists(article_id: str) -> list[QueuedMessage]:
     return [
         QueuedMessage("q:fast", f"fast {article_id}", "t1"),

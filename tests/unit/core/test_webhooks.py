@@ -188,15 +188,68 @@ def test_attempts_run_out(receiver: Receiver) -> None:
     assert store.webhook_state(article_id) == "failed"
 
 
-def test_a_worker_without_the_secret_sends_nothing(receiver: Receiver) -> None:
+def test_a_worker_without_the_secret_sends_nothing_and_uses_no_attempt(receiver: Receiver) -> None:
+    receiver.fail_first = 0
     store = Store(fakeredis.FakeRedis(), "unit")
     settings = Settings.from_env({}, webhook_allow_private=True, webhook_max_attempts=2)
     article_id = finished_article(store, receiver.url)  # accepted when the API had a secret
-    outcome = webhooks.deliver_article(store, settings, article_id)
-    assert outcome.state == "retry"  # a worker that has the secret may send it
-    assert "NEWSDESK_WEBHOOK_SECRET" in outcome.detail
-    assert webhooks.deliver_article(store, settings, article_id).state == "failed"
+    assert store.move_webhook(article_id, "due", "queued")
+    for _ in range(3):  # more tries than attempts allowed
+        outcome = webhooks.deliver_article(store, settings, article_id)
+        assert outcome.state == "unsigned"
+        assert "NEWSDESK_WEBHOOK_SECRET" in outcome.detail
     assert receiver.requests == []  # never signed with an empty key
+    assert store.webhook_state(article_id) == "queued"
+    signing = Settings.from_env({}, webhook_secret=SECRET, webhook_allow_private=True, webhook_max_attempts=2)
+    assert webhooks.deliver_article(store, signing, article_id).state == "delivered"  # a worker that has it
+    assert [h["X-Newsdesk-Attempt"] for h, _ in receiver.requests] == ["1"]
+
+
+def test_overlapping_deliveries_keep_the_delivery() -> None:
+    # Two messages for one webhook (at-least-once): the first to begin is answered last, with an error.
+    answered = threading.Event()
+    attempts: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            attempts.append(self.headers["X-Newsdesk-Attempt"])
+            if self.headers["X-Newsdesk-Attempt"] == "1":
+                answered.wait(10)
+                self.send_response(409)  # a receiver that dedupes on X-Newsdesk-Delivery
+            else:
+                self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        store = Store(fakeredis.FakeRedis(), "unit")
+        settings = Settings.from_env(
+            {}, webhook_secret=SECRET, webhook_allow_private=True, webhook_max_attempts=2
+        )
+        article_id = finished_article(store, f"http://127.0.0.1:{server.server_address[1]}/hook")
+        outcomes: list[webhooks.Outcome] = []
+        first = threading.Thread(
+            target=lambda: outcomes.append(webhooks.deliver_article(store, settings, article_id))
+        )
+        first.start()
+        while not attempts:
+            time.sleep(0.01)
+        assert webhooks.deliver_article(store, settings, article_id).state == "delivered"
+        answered.set()
+        first.join(10)
+        assert [(o.state, o.attempt) for o in outcomes] == [("delivered", 1)]  # not retried: settled
+        assert outcomes[0].detail == "HTTP 409 (overtaken by another delivery)"
+        assert store.webhook_state(article_id) == "delivered"
+        assert webhooks.deliver_article(store, settings, article_id).detail == "already settled"
+        assert attempts == ["1", "2"]
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_loopback_refused_at_delivery_unless_allowed(receiver: Receiver) -> None:
@@ -380,6 +433,10 @@ def test_a_url_no_request_can_be_made_to_is_refused_at_delivery(url: str, allow_
 def test_a_host_name_is_sent_in_its_ascii_form() -> None:
     target = webhooks.callback_target("https://Bücher.example:8443/in?x=1")
     assert target.host == "xn--bcher-kva.example"
+    # IDNA 2008, as browsers and registries read names; IDNA 2003 would make these fass.de and σ.gr.
+    assert webhooks.callback_target("https://faß.de/in").host == "xn--fa-hia.de"
+    assert webhooks.callback_target("https://ς.gr/in").host == "xn--3xa.gr"
+    assert webhooks.callback_target("https://my_hooks.example.com/in").host == "my_hooks.example.com"
     assert target.authority == "xn--bcher-kva.example:8443"
     assert (target.port, target.path, target.query) == (8443, "/in", "x=1")
     assert webhooks.callback_target("http://[::1]/").authority == "[::1]"
@@ -449,6 +506,9 @@ def test_more_spellings_of_a_refused_host_are_refused_at_submission(host: str, r
         "http://exa..mple.com/in",
         "http://exa!mple.com/in",
         "http://[::1/in",  # urlsplit raises ValueError
+        "http://ex\u200dample.com/in",  # a joiner IDNA 2008 does not allow there
+        "https://user:pass@hooks.example.com/in",  # credentials would not be sent
+        "https://hooks.example.com@example.org/in",
     ],
 )
 @pytest.mark.parametrize("allow_private", [False, True])

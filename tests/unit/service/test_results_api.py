@@ -245,6 +245,37 @@ def test_batch_wait_returns_when_every_article_finished(client: FlaskClient, sto
     assert view["counts"]["done"] == 2
 
 
+def test_an_unfinished_batch_says_when_to_come_back(client: FlaskClient, store: Store) -> None:
+    batch = client.post("/v1/batches", json={"articles": [{"text": TEXT}]}).get_json()
+    waited = client.get(f"/v1/batches/{batch['id']}?wait=1")
+    assert waited.get_json()["status"] == "running"
+    assert waited.headers["Retry-After"] == "1"
+    finish(store, batch["items"][0]["id"])
+    assert "Retry-After" not in client.get(f"/v1/batches/{batch['id']}").headers
+
+
+def test_a_wait_ends_when_its_article_is_deleted(client: FlaskClient) -> None:
+    article_id = submit(client)
+    deleter = threading.Timer(0.3, lambda: client.delete(f"/v1/articles/{article_id}"))
+    started = time.monotonic()
+    deleter.start()
+    response = client.get(f"/v1/articles/{article_id}?wait=10")
+    deleter.join()
+    assert_problem(response, 404, "article-not-found")
+    assert time.monotonic() - started < 5  # woken by the delete, not by the end of the wait
+
+
+def test_a_batch_outlives_the_result_ttl_while_its_articles_are_unfinished(
+    client: FlaskClient, store: Store, fake_redis: fakeredis.FakeRedis
+) -> None:
+    batch = client.post("/v1/batches", json={"articles": [{"text": TEXT}]}).get_json()
+    key = f"unit:batch:{batch['id']}"
+    assert fake_redis.ttl(key) == fake_redis.ttl(f"{key}:items") == -1  # however long the queue takes
+    finish(store, batch["items"][0]["id"])
+    assert Settings.result_ttl - 5 < fake_redis.ttl(key) <= Settings.result_ttl
+    assert Settings.result_ttl - 5 < fake_redis.ttl(f"{key}:items") <= Settings.result_ttl
+
+
 # listing, deletion, retention
 def test_list_filters_and_paginates(client: FlaskClient, store: Store) -> None:
     ids = [submit(client, title=str(i)) for i in range(6)]
