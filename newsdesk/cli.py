@@ -158,6 +158,7 @@ def run(host: str, port: int, data_dir: Path, concurrency: int | None) -> None:
     show_default=True,
     type=click.IntRange(min=1),
     envvar="NEWSDESK_API_PROCESSES",
+    show_envvar=True,  # so that a bad value's error names the variable it came from
     help="gunicorn processes",
 )
 @click.option(
@@ -166,6 +167,7 @@ def run(host: str, port: int, data_dir: Path, concurrency: int | None) -> None:
     show_default=True,
     type=click.IntRange(min=1),
     envvar="NEWSDESK_API_THREADS",
+    show_envvar=True,  # so that a bad value's error names the variable it came from
     help="threads per process",
 )
 def api(host: str, port: int, workers: int, threads: int) -> None:
@@ -376,6 +378,18 @@ def _read_articles(files: tuple[Path, ...], title: str | None) -> list[ArticleIn
     return articles
 
 
+def _check_out_names(files: tuple[Path, ...], out: Path) -> None:
+    """--out names each result after its file: two files of one name would write one result over the
+    other, so that stops the command before anything is sent."""
+    seen: dict[str, Path] = {}
+    for file in files:
+        if (earlier := seen.setdefault(file.stem, file)) is not file:
+            raise click.ClickException(
+                f"{earlier} and {file} would both be written to {out / (file.stem + '.json')}; "
+                "rename one or submit them separately; nothing was submitted"
+            )
+
+
 @main.command()
 @click.argument(
     "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -427,6 +441,8 @@ def submit(
 
     from newsdesk.client import NewsdeskClient, NewsdeskError  # noqa: PLC0415
 
+    if out is not None:
+        _check_out_names(files, out)
     articles = _read_articles(files, title)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)

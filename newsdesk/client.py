@@ -11,6 +11,8 @@ Errors are raised as `NewsdeskError` with the problem details (`.status`, `.type
 from __future__ import annotations
 
 import builtins
+import math
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -22,6 +24,8 @@ import httpx
 
 TERMINAL = frozenset({"done", "failed"})
 MAX_WAIT = 60  # the service's default bound on one long-poll (NEWSDESK_MAX_WAIT)
+# How the service's 422 names its bound on `wait` (service/schemas.py), when NEWSDESK_MAX_WAIT is lower.
+_WAIT_BOUND = re.compile(r"at most (\d+) seconds")
 
 
 class NewsdeskError(Exception):
@@ -147,14 +151,17 @@ class NewsdeskClient:
         api_key: str | None = None,
         timeout: float = 10.0,
         max_connections: int = 16,
+        transport: httpx.BaseTransport | None = None,  # httpx's: a proxy set-up, or a WSGI app in-process
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._timeout = timeout
+        self.max_wait = MAX_WAIT  # the longest long-poll asked for; lowered to a service's lower bound
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
             timeout=timeout,
             headers=headers,
             limits=httpx.Limits(max_connections=max_connections),
+            transport=transport,
         )
 
     def close(self) -> None:
@@ -195,24 +202,21 @@ class NewsdeskClient:
         return Submitted(id=data["id"], status=data["status"])
 
     def get(self, article_id: str, *, wait: float = 0) -> ArticleResult:
-        """The article now, or (with `wait` seconds, at most 60) as soon as it finishes within that time."""
-        seconds = max(0, min(int(wait), MAX_WAIT))
-        params = {"wait": seconds} if seconds else None
-        response = self._http.get(
-            f"/v1/articles/{article_id}", params=params, timeout=self._timeout + seconds
-        )
-        return ArticleResult.from_json(self._checked(response))
+        """The article now, or (with `wait` seconds, rounded up, at most the service's NEWSDESK_MAX_WAIT)
+        as soon as it finishes within that time."""
+        return ArticleResult.from_json(self._long_poll(f"/v1/articles/{article_id}", {}, wait))
 
     def wait(self, article_id: str, *, timeout: float = 120.0) -> ArticleResult:
         """Long-poll until the article is done or failed; TimeoutError after `timeout` seconds."""
         deadline = time.monotonic() + timeout
         while True:
-            remaining = deadline - time.monotonic()
-            article = self.get(article_id, wait=max(0, min(remaining, MAX_WAIT)))
+            asked = time.monotonic()
+            article = self.get(article_id, wait=deadline - asked)
             if article.finished:
                 return article
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"article {article_id} still {article.status} after {timeout} s")
+            _pause_unless_held(
+                asked, deadline, f"article {article_id} still {article.status} after {timeout} s"
+            )
 
     def delete(self, article_id: str) -> None:
         self._checked(self._http.delete(f"/v1/articles/{article_id}"))
@@ -262,14 +266,10 @@ class NewsdeskClient:
         self, batch_id: str, *, wait: float = 0, cursor: str | None = None, limit: int = 100
     ) -> BatchStatus:
         """The batch's counts and a page of its items; with `wait`, as soon as all are finished."""
-        seconds = max(0, min(int(wait), MAX_WAIT))
         params: dict[str, Any] = {"limit": limit}
-        if seconds:
-            params["wait"] = seconds
         if cursor:
             params["cursor"] = cursor
-        response = self._http.get(f"/v1/batches/{batch_id}", params=params, timeout=self._timeout + seconds)
-        return BatchStatus.from_json(self._checked(response))
+        return BatchStatus.from_json(self._long_poll(f"/v1/batches/{batch_id}", params, wait))
 
     def submit_many(
         self,
@@ -328,12 +328,13 @@ class NewsdeskClient:
         deadline: float,
     ) -> None:
         pending = {item.index for item in batch.items if item.id is not None}
+        asked = None
         while pending:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"batch {batch.id}: {len(pending)} articles unfinished")
+            if asked is not None:
+                _pause_unless_held(asked, deadline, f"batch {batch.id}: {len(pending)} articles unfinished")
+            asked = time.monotonic()
             # 1,000 is the largest page, and the service accepts no larger batch.
-            status = self.get_batch(batch.id, wait=min(remaining, MAX_WAIT), limit=1000)
+            status = self.get_batch(batch.id, wait=deadline - asked, limit=1000)
             for item in status.items:
                 if item.index in pending and item.id and item.status in {*TERMINAL, "gone"}:
                     pending.discard(item.index)
@@ -358,6 +359,19 @@ class NewsdeskClient:
             time.sleep(0.5 * 2**attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _long_poll(self, path: str, params: dict[str, Any], wait: float) -> dict[str, Any]:
+        """GET, held by the service for up to `wait` seconds (rounded up: a fraction still waits). A
+        service whose NEWSDESK_MAX_WAIT is below the client's bound refuses the wait with a 422 naming
+        its bound; the request is made again within it, and later ones keep to it."""
+        while True:
+            seconds = min(math.ceil(max(wait, 0)), self.max_wait)
+            query = {**params, "wait": seconds} if seconds else params
+            response = self._http.get(path, params=query or None, timeout=self._timeout + seconds)
+            if seconds and response.status_code == 422 and (bound := _wait_bound(response)) is not None:
+                self.max_wait = min(bound, seconds - 1)
+                continue
+            return self._checked(response)
+
     def _checked(self, response: httpx.Response) -> dict[str, Any]:
         if response.status_code >= 400:
             try:
@@ -368,3 +382,26 @@ class NewsdeskClient:
         if response.status_code == 204:
             return {}
         return response.json()  # type: ignore[no-any-return]
+
+
+def _wait_bound(response: httpx.Response) -> int | None:
+    """The bound a 422 sets on `wait`, or None when the 422 is about something else."""
+    try:
+        errors = response.json().get("errors") or []
+    except ValueError:
+        return None
+    for error in errors:
+        if isinstance(error, dict) and error.get("field") == "wait":
+            named = _WAIT_BOUND.search(str(error.get("message", "")))
+            return int(named.group(1)) if named else 0  # a bound it does not name: no long-poll
+    return None
+
+
+def _pause_unless_held(asked: float, deadline: float, timed_out: str) -> None:
+    """Between two polls of something unfinished: TimeoutError past the deadline; else, if the service
+    answered at once (it does not hold requests: NEWSDESK_MAX_WAIT=0), wait a second before the next."""
+    now = time.monotonic()
+    if now >= deadline:
+        raise TimeoutError(timed_out)
+    if now - asked < 1:
+        time.sleep(min(1.0, deadline - now))

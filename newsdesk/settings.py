@@ -241,7 +241,8 @@ class Settings:
         return self.rate_limit.strip().lower() not in {"", "off"}
 
     def api_key_hashes(self) -> dict[str, str]:
-        """The configured API keys as {name: SHA-256 hex digest}."""
+        """The configured API keys as {SHA-256 hex digest: name}. A name may have several keys (a new one
+        beside the old while clients move over: both see the same articles); one key may have one name."""
         keys: dict[str, str] = {}
         for entry in filter(None, (part.strip() for part in self.api_keys.split(","))):
             match = _KEY_ENTRY.match(entry)
@@ -249,7 +250,12 @@ class Settings:
                 raise ValueError(
                     f"NEWSDESK_API_KEYS: {entry[:12]!r}... is not name:<SHA-256 in 64 hex digits>"
                 )
-            keys[match["name"]] = match["digest"]
+            digest = match["digest"]
+            if keys.get(digest, match["name"]) != match["name"]:
+                raise ValueError(
+                    f"NEWSDESK_API_KEYS: one key is given to both {keys[digest]!r} and {match['name']!r}"
+                )
+            keys[digest] = match["name"]
         return keys
 
     @classmethod

@@ -14,7 +14,7 @@ from service.queue import ArticleQueue
 @dataclass(frozen=True)
 class Services:
     settings: Settings
-    api_keys: dict[str, str]  # name -> SHA-256 of the key
+    api_keys: dict[str, str]  # SHA-256 of a key -> the name it is known by (owner of its articles)
     store: Store
     queue: ArticleQueue
 

@@ -39,8 +39,9 @@ def _bearer_token(request: Request) -> str | None:
 
 
 def identify(request: Request, keys: Mapping[str, str]) -> str | None:
-    """The name of the key a request carries, ANONYMOUS when no keys are configured, None without a
-    valid key. It never refuses: the rate limiter asks first, so that a refusal is counted too."""
+    """The name of the key a request carries (`keys`: each key's SHA-256 -> its name), ANONYMOUS when no
+    keys are configured, None without a valid key. It never refuses: the rate limiter asks first, so that
+    a refusal is counted too."""
     if not keys:
         return ANONYMOUS
     token = _bearer_token(request)
@@ -48,7 +49,7 @@ def identify(request: Request, keys: Mapping[str, str]) -> str | None:
         return None
     digest = hash_key(token)
     owner = None
-    for name, expected in keys.items():  # every entry is compared, so timing does not reveal which matched
+    for expected, name in keys.items():  # every entry is compared, so timing does not reveal which matched
         if hmac.compare_digest(digest, expected):
             owner = name
     return owner

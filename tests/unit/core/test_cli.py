@@ -156,14 +156,41 @@ def test_keys_new_prints_an_entry_the_api_keys_setting_takes() -> None:
     assert result.exit_code == 0, result.output
     entry = result.output.splitlines()[-1].split()[-1]
     settings = Settings.from_env({"NEWSDESK_API_KEYS": entry})
-    assert settings.api_key_hashes() == {"feed-reader_2.0": entry.split(":")[1]}
+    assert settings.api_key_hashes() == {entry.split(":")[1]: "feed-reader_2.0"}
 
 
-@pytest.mark.parametrize(("command", "value"), [(["api"], "70000"), (["api"], "0"), (["run"], "abc")])
-def test_a_port_out_of_range_is_one_line_naming_its_variable(command: list[str], value: str) -> None:
-    result = CliRunner().invoke(main, command, env={"NEWSDESK_API_PORT": value})
+@pytest.mark.parametrize(
+    ("command", "variable", "value"),
+    [
+        (["api"], "NEWSDESK_API_PORT", "70000"),
+        (["api"], "NEWSDESK_API_PORT", "0"),
+        (["run"], "NEWSDESK_API_PORT", "abc"),
+        (["api"], "NEWSDESK_API_PROCESSES", "0"),
+        (["api"], "NEWSDESK_API_THREADS", "x"),
+    ],
+)
+def test_a_bad_number_from_the_environment_is_one_line_naming_its_variable(
+    command: list[str], variable: str, value: str
+) -> None:
+    result = CliRunner().invoke(main, command, env={variable: value})
     assert result.exit_code == 2
-    assert "(env var: 'NEWSDESK_API_PORT')" in _one_error_line(result.output)
+    assert f"(env var: '{variable}')" in _one_error_line(result.output)
+
+
+def test_submit_out_refuses_two_files_of_one_name_before_sending_anything(tmp_path: Path) -> None:
+    first, second = tmp_path / "x" / "a.txt", tmp_path / "y" / "a.txt"
+    for file in (first, second):
+        file.parent.mkdir()
+        file.write_text("Words of an article. And a second sentence.", encoding="utf-8")
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there: reaching it would be another error
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["submit", str(first), str(second), "--out", str(out), "--url", url])
+    assert result.exit_code == 1
+    assert _one_error_line(result.output) == (
+        f"Error: {first} and {second} would both be written to {out / 'a.json'}; "
+        "rename one or submit them separately; nothing was submitted"
+    )
+    assert not out.exists()
 
 
 def test_seed_commands_say_when_they_use_the_default_redis(

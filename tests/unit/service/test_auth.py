@@ -82,3 +82,21 @@ def test_health_and_docs_need_no_key(keyed: FlaskClient) -> None:
 def test_malformed_key_configuration_is_refused() -> None:
     with pytest.raises(ValueError, match="NEWSDESK_API_KEYS"):
         Settings.from_env({"NEWSDESK_API_KEYS": "newsroom-a:not-a-hash"})
+
+
+def test_a_name_may_have_two_keys_while_clients_move_to_the_new_one(fake_redis: fakeredis.FakeRedis) -> None:
+    new_key = "nd_new-key-of-newsroom-a"
+    settings = Settings.from_env(
+        {}, key_prefix="unit", api_keys=f"newsroom-a:{hash_key(KEY_A)},newsroom-a:{hash_key(new_key)}"
+    )
+    client = create_app(settings, store=Store(fake_redis, "unit"), queue=ListQueue()).test_client()
+    submitted = client.post("/v1/articles", json=ARTICLE, headers=bearer(KEY_A))
+    assert submitted.status_code == 202
+    article_id = submitted.get_json()["id"]
+    assert client.get(f"/v1/articles/{article_id}", headers=bearer(new_key)).status_code == 200  # same owner
+    assert client.get(f"/v1/articles/{article_id}", headers=bearer(KEY_A)).status_code == 200
+
+
+def test_one_key_under_two_names_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="one key is given to both 'newsroom-a' and 'newsroom-b'"):
+        Settings.from_env({"NEWSDESK_API_KEYS": f"newsroom-a:{hash_key(KEY_A)},newsroom-b:{hash_key(KEY_A)}"})
