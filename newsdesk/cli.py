@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import ipaddress
 import json
+import logging
 import os
 import re
 import sys
@@ -177,7 +179,25 @@ def api(host: str, port: int, workers: int, threads: int) -> None:
     from newsdesk.gunicorn_app import serve  # noqa: PLC0415
 
     logs.configure(settings.log_level, settings.log_format)
+    if warning := open_api_warning(settings, host):
+        logging.getLogger("newsdesk.api").warning(warning)
     serve(settings, host=host, port=port, workers=workers, threads=threads)
+
+
+def open_api_warning(settings: Settings, host: str) -> str | None:
+    """What to warn of when the API listens beyond this host with no API keys: anybody who reaches it
+    can read and delete every article (`newsdesk run` on loopback, the default, is for one user)."""
+    if settings.api_keys.strip():
+        return None
+    with contextlib.suppress(ValueError):
+        if ipaddress.ip_address(host.strip("[]")).is_loopback:
+            return None
+    if host == "localhost":
+        return None
+    return (
+        f"NEWSDESK_API_KEYS is not set and the API listens on {host}: anybody who reaches it can read and "
+        "delete every article (`newsdesk keys new NAME` makes a key)"
+    )
 
 
 @main.command()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from newsdesk.cli import main
+from newsdesk.cli import main, open_api_warning
 from newsdesk.embedded import free_port
 from newsdesk.local import URL_FILE, running_embedded_url
 from newsdesk.settings import Settings
@@ -200,3 +200,22 @@ def test_seed_commands_say_when_they_use_the_default_redis(
     result = CliRunner().invoke(main, ["seeds", "--data-dir", str(tmp_path), "list"])
     assert "(REDIS_URL)" not in result.output
     assert f"the default: REDIS_URL is not set and no newsdesk run is using {tmp_path}" in result.output
+
+
+@pytest.mark.parametrize(
+    ("host", "api_keys", "warned"),
+    [
+        ("0.0.0.0", "", True),
+        ("10.1.2.3", "", True),
+        ("::", "", True),
+        ("127.0.0.1", "", False),
+        ("::1", "", False),
+        ("localhost", "", False),
+        ("0.0.0.0", f"a:{'0' * 64}", False),
+    ],
+)
+def test_an_open_api_beyond_this_host_is_warned_of(host: str, api_keys: str, warned: bool) -> None:
+    warning = open_api_warning(Settings.from_env({}, api_keys=api_keys), host)
+    assert (warning is not None) == warned
+    if warning:
+        assert f"NEWSDESK_API_KEYS is not set and the API listens on {host}" in warning

@@ -115,7 +115,8 @@ def test_api_listens_on_the_published_port_and_checks_readiness() -> None:
     api = SERVICES["api"]
     environment = api["environment"]
     assert environment["NEWSDESK_API_HOST"] == "0.0.0.0"
-    assert api["ports"] == [f"{environment['NEWSDESK_API_PORT']}:{environment['NEWSDESK_API_PORT']}"]
+    port = environment["NEWSDESK_API_PORT"]
+    assert api["ports"] == [f"${{NEWSDESK_API_BIND:-127.0.0.1}}:{port}:{port}"]  # this host unless told
     check = api["healthcheck"]["test"]
     assert check[:3] == ["CMD", "python", "-c"]
     assert "/readyz" in check[3]
