@@ -209,14 +209,20 @@ class NewsdeskClient:
     def wait(self, article_id: str, *, timeout: float = 120.0) -> ArticleResult:
         """Long-poll until the article is done or failed; TimeoutError after `timeout` seconds."""
         deadline = time.monotonic() + timeout
+        status = "unread"
         while True:
             asked = time.monotonic()
-            article = self.get(article_id, wait=deadline - asked)
-            if article.finished:
-                return article
-            _pause_unless_held(
-                asked, deadline, f"article {article_id} still {article.status} after {timeout} s"
-            )
+            try:
+                article = self.get(article_id, wait=deadline - asked)
+            except httpx.TransportError:
+                if time.monotonic() >= deadline:
+                    raise
+                # A GET is safe to repeat: the API may be restarting (a deploy), or the network blinked.
+            else:
+                if article.finished:
+                    return article
+                status = article.status
+            _pause_unless_held(asked, deadline, f"article {article_id} still {status} after {timeout} s")
 
     def delete(self, article_id: str) -> None:
         self._checked(self._http.delete(f"/v1/articles/{article_id}"))
@@ -333,8 +339,13 @@ class NewsdeskClient:
             if asked is not None:
                 _pause_unless_held(asked, deadline, f"batch {batch.id}: {len(pending)} articles unfinished")
             asked = time.monotonic()
-            # 1,000 is the largest page, and the service accepts no larger batch.
-            status = self.get_batch(batch.id, wait=deadline - asked, limit=1000)
+            try:
+                # 1,000 is the largest page, and the service accepts no larger batch.
+                status = self.get_batch(batch.id, wait=deadline - asked, limit=1000)
+            except httpx.TransportError:  # as in wait(): asked again
+                if time.monotonic() >= deadline:
+                    raise
+                continue
             for item in status.items:
                 if item.index in pending and item.id and item.status in {*TERMINAL, "gone"}:
                     pending.discard(item.index)

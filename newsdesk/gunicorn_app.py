@@ -16,6 +16,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 from newsdesk.settings import API_GRACEFUL_TIMEOUT, Settings
 from service.app import API_CSP, SECURITY_HEADERS, create_app
+from service.long_polls import STOPPING, LongPolls, threads_left_free
 from service.problems import PROBLEM_MIMETYPE, Problem, from_http_exception
 
 # gunicorn's own limits on a request's head (its defaults), set explicitly: they bound what one request
@@ -69,7 +70,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
                 self.cfg.set(key, value)
 
     def load(self) -> Any:
-        return create_app(self.settings)
+        return create_app(self.settings, long_polls=LongPolls(threads_left_free(self.options["threads"])))
 
 
 # Subclasses of InvalidHeader(Name) raised for a header the app tried to send, and a path outside a
@@ -220,6 +221,12 @@ class ProblemWorker(ThreadWorker):  # type: ignore[misc]
     here, rather than replacing gunicorn's util.write_error for the whole process, keeps the change to
     this class and to one method whose call (req, client, addr, exc) gunicorn 27's workers share.
     """
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        """Told to stop gracefully (SIGTERM): requests in flight get their graceful timeout to finish, and
+        long-polls answer now with what is there, rather than holding the stop and then being cut off."""
+        STOPPING.set()
+        super().handle_exit(sig, frame)
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         remote = (addr or ("", -1))[0]  # no address on a unix socket

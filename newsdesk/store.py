@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -996,11 +997,19 @@ class Store:
                 removed += int(self.redis.zrem(index, *gone))
         return removed
 
-    def wait_for_message(self, channel: str, finished: Callable[[], bool], timeout: float) -> None:
-        """Return once `finished()` holds or a message arrives on `channel`, or after `timeout` seconds.
+    def wait_for_message(
+        self,
+        channel: str,
+        finished: Callable[[], bool],
+        timeout: float,
+        *,
+        stop: threading.Event | None = None,
+    ) -> None:
+        """Return once `finished()` holds or a message arrives on `channel`, or after `timeout` seconds,
+        or within half a second of `stop` being set.
 
         Subscribes before the first check, so a message published in between is not missed. Blocks on
-        the pub/sub socket: no polling loop.
+        the pub/sub socket (in half-second spells when there is a `stop` to look at), not a polling loop.
         """
         if timeout <= 0 or finished():
             return
@@ -1010,8 +1019,9 @@ class Store:
             if finished():
                 return
             deadline = time.monotonic() + timeout
-            while (remaining := deadline - time.monotonic()) > 0:
-                if pubsub.get_message(timeout=remaining) is not None:
+            spell = 0.5 if stop is not None else timeout
+            while (remaining := deadline - time.monotonic()) > 0 and not (stop and stop.is_set()):
+                if pubsub.get_message(timeout=min(remaining, spell)) is not None:
                     return
         finally:
             pubsub.close()

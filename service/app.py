@@ -19,6 +19,7 @@ from newsdesk.store import Store
 from service.app_context import Services, services
 from service.auth import ANONYMOUS, identify, unauthorized
 from service.body import read_json_body
+from service.long_polls import LongPolls
 from service.metrics import install_metrics
 from service.problems import Problem, ProblemApi
 from service.queue import ArticleQueue, CeleryQueue
@@ -47,9 +48,14 @@ _DOCS_CSP = (
 
 
 def create_app(
-    settings: Settings | None = None, *, store: Store | None = None, queue: ArticleQueue | None = None
+    settings: Settings | None = None,
+    *,
+    store: Store | None = None,
+    queue: ArticleQueue | None = None,
+    long_polls: LongPolls | None = None,
 ) -> Flask:
-    """Build the API. Tests pass their own settings, store (over fakeredis) or queue."""
+    """Build the API. Tests pass their own settings, store (over fakeredis) or queue; gunicorn passes
+    the bound on long-polls that its threads allow."""
     settings = settings or Settings.from_env()
     app = Flask("newsdesk")
     # Werkzeug answers "/v1//articles" with an HTML 308 redirect that bypasses the error handlers;
@@ -80,6 +86,7 @@ def create_app(
         api_keys=settings.api_key_hashes(),
         store=store or Store.from_settings(settings),
         queue=queue or CeleryQueue(settings),
+        long_polls=long_polls or LongPolls(),
     )
     api = ProblemApi(app)
     api.register_blueprint(articles.blp)

@@ -8,6 +8,7 @@ from flask import current_app
 
 from newsdesk.settings import Settings
 from newsdesk.store import Store
+from service.long_polls import LongPolls
 from service.queue import ArticleQueue
 
 
@@ -17,6 +18,7 @@ class Services:
     api_keys: dict[str, str]  # SHA-256 of a key -> the name it is known by (owner of its articles)
     store: Store
     queue: ArticleQueue
+    long_polls: LongPolls
 
 
 def services() -> Services:

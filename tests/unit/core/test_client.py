@@ -68,3 +68,26 @@ def test_a_service_that_holds_no_request_is_polled_once_a_second() -> None:
         client.wait(article_id, timeout=2.2)
     assert transport.waits[1:3] == ["3", None]  # refused, then plain GETs, a second apart
     assert len(transport.waits) <= 6
+
+
+def test_waiting_rides_out_an_api_restart() -> None:
+    client, transport = client_for(max_wait=1)
+    article_id = client.submit(TEXT).id
+    down = 2  # the next two requests find no API (a deploy)
+    handle = transport.handle_request
+
+    def restarting(request: httpx.Request) -> httpx.Response:
+        nonlocal down
+        if down:
+            down -= 1
+            raise httpx.ConnectError("connection refused", request=request)
+        return handle(request)
+
+    transport.handle_request = restarting  # type: ignore[method-assign]
+    with pytest.raises(TimeoutError, match="still queued"):
+        client.wait(article_id, timeout=3.5)
+    assert down == 0
+    assert transport.waits[-1] == "1"  # asked again after the refusals, and waited
+    down = 1
+    with pytest.raises(httpx.ConnectError):  # a single get is not retried: the caller decides
+        client.get(article_id)

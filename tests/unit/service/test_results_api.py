@@ -16,6 +16,7 @@ from newsdesk.settings import Settings
 from newsdesk.store import ANALYSES, NewArticle, Store
 from service.app import create_app
 from service.auth import hash_key
+from service.long_polls import STOPPING, LongPolls
 from service.queue import ListQueue
 from tests.unit.service.test_articles_api import assert_problem
 
@@ -243,6 +244,44 @@ def test_batch_wait_returns_when_every_article_finished(client: FlaskClient, sto
     assert time.monotonic() - started < 5
     assert view["status"] == "finished"
     assert view["counts"]["done"] == 2
+
+
+def test_long_polls_beyond_the_bound_answer_at_once(
+    settings: Settings, store: Store, queue: ListQueue
+) -> None:
+    client = create_app(settings, store=store, queue=queue, long_polls=LongPolls(1)).test_client()
+    article_id = submit(client)
+    waiting = threading.Thread(target=lambda: client.get(f"/v1/articles/{article_id}?wait=3"))
+    waiting.start()
+    time.sleep(0.3)  # it holds the one slot
+    started = time.monotonic()
+    response = client.get(f"/v1/articles/{article_id}?wait=3")
+    assert time.monotonic() - started < 1  # as a plain poll
+    assert response.get_json()["status"] == "queued"
+    assert response.headers["Retry-After"] == "1"
+    waiting.join()
+    started = time.monotonic()
+    client.get(f"/v1/articles/{article_id}?wait=1")  # the slot is free again: it waits
+    assert time.monotonic() - started >= 0.9
+
+
+def test_a_stopping_process_ends_its_long_polls(client: FlaskClient) -> None:
+    article_id = submit(client)
+    batch = client.post("/v1/batches", json={"articles": [{"text": TEXT}]}).get_json()
+    stopper = threading.Timer(0.3, STOPPING.set)
+    started = time.monotonic()
+    stopper.start()
+    try:
+        response = client.get(f"/v1/articles/{article_id}?wait=10")
+        assert time.monotonic() - started < 2  # not the whole wait
+        assert response.get_json()["status"] == "queued"
+        assert response.headers["Retry-After"] == "1"
+        started = time.monotonic()
+        assert client.get(f"/v1/batches/{batch['id']}?wait=10").get_json()["status"] == "running"
+        assert time.monotonic() - started < 1  # a stopping process starts no wait
+    finally:
+        stopper.join()
+        STOPPING.clear()
 
 
 def test_an_unfinished_batch_says_when_to_come_back(client: FlaskClient, store: Store) -> None:
