@@ -24,7 +24,7 @@ from service.problems import PROBLEM_MIMETYPE, Problem, from_http_exception
 # them name them.
 LIMIT_REQUEST_LINE = 4094  # bytes of the request line: method, path and query, HTTP version
 LIMIT_REQUEST_FIELDS = 100  # header fields in one request
-LIMIT_REQUEST_FIELD_SIZE = 8190  # bytes of one header field, name and value together
+LIMIT_REQUEST_FIELD_SIZE = 8190  # bytes of one header field's line: name, ": ", value and CRLF
 
 
 def log_config(settings: Settings) -> dict[str, Any]:
@@ -170,7 +170,9 @@ _REFUSALS: tuple[tuple[tuple[type[BaseException], ...], int, str, str, str], ...
 # (http/message.py). Another message (a future gunicorn's, or the whole head too large) keeps the
 # detail above, which names both limits.
 _HEADER_LIMIT_DETAILS = {
-    "limit request headers fields size": "A header field is longer than {field_size} bytes (name and value).",
+    "limit request headers fields size": (
+        "A header field is longer than {field_size} bytes (its whole line: name, colon, value, line end)."
+    ),
     "limit request headers fields": "The request has more than {fields} header fields.",
 }
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from newsdesk.jsonl import RecordError, read_records, required
 from newsdesk.store import Seed, Store
 from workers.analysis.duplicates import sketch
+from workers.analysis.text import has_article_words
 
 # The one rule for a seed id, wherever it comes from (POST /v1/seeds, a file name, a JSONL line): an id
 # is a path segment (/v1/seeds/<id>) and the listing's cursor (?after=<id>), so any other would be
@@ -30,6 +31,13 @@ def _checked_id(seed_id: str, where: str) -> str:
     return seed_id
 
 
+def _checked_text(text: str, where: str) -> str:
+    """As POST /v1/seeds would: a seed without words would be stored and match nothing."""
+    if not has_article_words(text):
+        raise SeedFileError(f"{where}: the text contains no words")
+    return text
+
+
 def read_seeds(path: Path) -> Iterator[Seed]:
     """Seeds from a folder of .txt files (id: the name without .txt) or a JSONL file of {id, title?, text}."""
     if path.is_dir():
@@ -41,14 +49,14 @@ def read_seeds(path: Path) -> Iterator[Seed]:
                 raise SeedFileError(f"{file}: not UTF-8 text ({error.reason})") from error
             except OSError as error:  # a folder named *.txt, a dangling link, no permission
                 raise SeedFileError(f"{file}: cannot be read ({error.strerror or error})") from error
-            yield Seed(id=seed_id, text=text)
+            yield Seed(id=seed_id, text=_checked_text(text, str(file)))
         return
     try:
         for number, record in read_records(path):
             where = f"{path}:{number}"
             yield Seed(
                 id=_checked_id(str(required(record, "id", (str, int), where)), where),
-                text=required(record, "text", str, where),
+                text=_checked_text(required(record, "text", str, where), where),
                 title=record.get("title"),
                 source=record.get("source"),
             )

@@ -60,9 +60,10 @@ class IdempotencyConflict(Exception):
 class BacklogFull(Exception):
     """Storing the articles would take the unfinished ones over the bound; nothing was stored."""
 
-    def __init__(self, waiting: int) -> None:
-        super().__init__(waiting)
+    def __init__(self, waiting: int, adding: int = 1) -> None:
+        super().__init__(waiting, adding)
         self.waiting = waiting  # unfinished articles when the submission was refused
+        self.adding = adding  # the articles the submission would have added
 
 
 @dataclass(frozen=True, slots=True)
@@ -823,7 +824,7 @@ class Store:
             keys.append(self._idempotency_key("batch:", owner, idempotency_key))
         created, stored = self._create_batch(keys=[*keys, *(lists or [])], args=args)
         if created == -1:
-            raise BacklogFull(int(stored))
+            raise BacklogFull(int(stored), accepted)
         existing_id, _, existing_digest = stored.decode().partition("|")
         if not created and existing_digest != digest:
             raise IdempotencyConflict(existing_id)

@@ -18,15 +18,14 @@ from newsdesk.settings import MAX_BATCH_PAGE, Settings
 from newsdesk.webhooks import check_callback_url
 from service.app_context import services
 from workers.analysis.summary import MAX_SENTENCES
-from workers.analysis.text import has_words, prepare
+from workers.analysis.text import has_article_words
 
 MAX_TEXT_CHARS = Settings.max_text_chars  # the documented default; NEWSDESK_MAX_TEXT_CHARS changes it
 
 
 def _has_words(value: str) -> None:
-    # Judged on what the analyses will read: "<script>Russia</script>" or a lone "Advertisement" line
-    # would otherwise be accepted and analysed as nothing.
-    if not has_words(value) or not has_words(prepare(value).clean):
+    # Judged on what the analyses will read, or it would be accepted and analysed as nothing.
+    if not has_article_words(value):
         raise ma.ValidationError("Text contains no words.")
 
 

@@ -220,7 +220,9 @@ def refusals_as_problems(*, earlier: str, new: str) -> Iterator[None]:
             503,
             "overloaded",
             "Too many articles waiting",
-            f"{full.waiting} articles are waiting for analysis; nothing was stored. Retry later.",
+            f"{full.waiting} articles are waiting for analysis and this would add {full.adding}, over the "
+            f"bound of {services().settings.max_backlog} (NEWSDESK_MAX_BACKLOG); nothing was stored. "
+            "Retry later.",
             headers={"Retry-After": "30"},
         ) from full
     except IdempotencyConflict as conflict:

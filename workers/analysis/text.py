@@ -397,6 +397,12 @@ def has_words(text: str) -> bool:
     return _HAS_LETTER.search(text) is not None
 
 
+def has_article_words(text: str) -> bool:
+    """Whether a submitted text has words left to analyse once markup and boilerplate are removed
+    ("<script>Russia</script>" or a lone "Advertisement" line has none): what articles and seeds need."""
+    return has_words(text) and has_words(prepare(text).clean)
+
+
 def word_spans(text: str) -> list[tuple[str, int, int]]:
     """Words of a plain string with their offsets."""
     return [(m.group(), m.start(), m.end()) for m in _WORD.finditer(text)]

@@ -41,6 +41,17 @@ def test_bad_jsonl_line_names_the_line(tmp_path: Path, line: str) -> None:
         list(read_seeds(path))
 
 
+@pytest.mark.parametrize("text", ["", "  \n", "<script>Russia</script>", "1 2 3."])
+def test_a_seed_without_words_is_named_as_the_api_would_refuse_it(tmp_path: Path, text: str) -> None:
+    (tmp_path / "empty.txt").write_text(text, encoding="utf-8")
+    with pytest.raises(SeedFileError, match=r"empty\.txt: the text contains no words"):
+        list(read_seeds(tmp_path))
+    path = tmp_path / "seeds.jsonl"
+    path.write_text(json.dumps({"id": "x", "text": text}) + "\n", encoding="utf-8")
+    with pytest.raises(SeedFileError, match=r"seeds\.jsonl:1: the text contains no words"):
+        list(read_seeds(path))
+
+
 def test_non_utf8_text_file_is_named(tmp_path: Path) -> None:
     (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
     with pytest.raises(SeedFileError, match=r"latin1\.txt: not UTF-8"):

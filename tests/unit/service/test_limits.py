@@ -51,11 +51,13 @@ def test_backlog_over_its_bound_is_503_and_stores_nothing(fake_redis: fakeredis.
     assert response.get_json()["type"] == "urn:newsdesk:problem:overloaded"
     assert response.headers["Retry-After"] == "30"
     assert response.get_json()["detail"] == (
-        "2 articles are waiting for analysis; nothing was stored. Retry later."
+        "2 articles are waiting for analysis and this would add 1, over the bound of 2 "
+        "(NEWSDESK_MAX_BACKLOG); nothing was stored. Retry later."
     )
     assert len(store.list_article_ids()) == 2
-    batch = client.post("/v1/batches", json={"articles": [ARTICLE]})
+    batch = client.post("/v1/batches", json={"articles": [ARTICLE, ARTICLE, {"text": ""}]})
     assert batch.status_code == 503
+    assert batch.get_json()["detail"].startswith("2 articles are waiting for analysis and this would add 2,")
     assert batch.get_json()["type"] == "urn:newsdesk:problem:overloaded"
     assert batch.headers["Retry-After"] == "30"
     assert len(store.list_article_ids()) == 2
