@@ -11,6 +11,7 @@ of the targets in real news.
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from collections.abc import Sequence
@@ -162,6 +163,19 @@ def _alias_key(matched: str) -> str:
     return " ".join(matched.replace("’", "'").split())
 
 
+def _starts_or_ends_inside(start: int, end: int, spans: list[tuple[int, int]]) -> bool:
+    """Whether start or end of [start, end) falls inside one of `spans` (non-overlapping, in order, as
+    finditer gives them). Found by bisection, not a scan of every span: a long sentence can hold
+    thousands of each ("FOR US" over and over in unpunctuated text)."""
+    index = bisect.bisect_right(spans, start, key=lambda span: span[1])  # the first that ends after start
+    while index < len(spans) and spans[index][0] < end:
+        span_start, span_end = spans[index]
+        if span_start <= start or end <= span_end:
+            return True
+        index += 1  # a span strictly inside [start, end) covers neither end
+    return False
+
+
 def find_mentions(sentence_text: str, offset: int = 0) -> list[Mention]:
     """All target mentions in a sentence, offsets shifted by `offset`."""
     shouting = _mostly_uppercase(sentence_text)
@@ -170,7 +184,7 @@ def find_mentions(sentence_text: str, offset: int = 0) -> list[Mention]:
         excluded = [m.span() for m in target.exclude.finditer(sentence_text)] if target.exclude else []
         for match in target.pattern.finditer(sentence_text):
             start, end = match.span()
-            if any(s <= start < e or s < end <= e for s, e in excluded):
+            if _starts_or_ends_inside(start, end, excluded):
                 continue
             if shouting and match.group() in {"US", "UN"}:
                 continue  # "TELL US" in an all-caps headline is a pronoun

@@ -11,11 +11,14 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from workers.analysis.stance import (
     MAX_JUDGED_SENTENCES,
     LexiconScorer,
     TargetedSentence,
+    _starts_or_ends_inside,
     analyse_stance,
     find_mentions,
 )
@@ -226,3 +229,21 @@ def test_a_place_or_origin_joined_by_a_hyphen_is_incidental() -> None:
     assert [m.incidental for m in find_mentions("A Russian-American journalist.")] == ["origin"]
     # A compound that names the state as an actor keeps it one.
     assert [m.incidental for m in find_mentions("Kremlin-linked hackers and US-Japan talks.")] == [None, None]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 60), st.integers(1, 8)), max_size=12),
+    st.integers(0, 60),
+    st.integers(1, 10),
+)
+def test_the_bisected_exclusion_check_agrees_with_a_scan_of_every_span(
+    gaps: list[tuple[int, int]], start: int, length: int
+) -> None:
+    spans, position = [], 0
+    for gap, width in gaps:  # non-overlapping and in order, as finditer gives them
+        spans.append((position + gap, position + gap + width))
+        position += gap + width
+    end = start + length
+    scanned = any(s <= start < e or s < end <= e for s, e in spans)
+    assert _starts_or_ends_inside(start, end, spans) == scanned
