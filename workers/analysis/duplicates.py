@@ -35,6 +35,7 @@ import hashlib
 import json
 import re
 import struct
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from functools import cache
@@ -353,7 +354,8 @@ def _tokenise(text: str) -> _Tokens:
         acronym = prefix = False
         next_word, next_start, next_end = raw[index + 1] if index + 1 < len(raw) else ("", 0, 0)
         next_gap = clean[clean_end:next_start] if next_word else ""
-        if lower in rules.honorifics and next_word[:1].isupper() and next_gap.strip(" .") == "":
+        # Any spacing: a copy set with no-break spaces or tabs is the same text.
+        if lower in rules.honorifics and next_word[:1].isupper() and not next_gap.replace(".", "").strip():
             continue  # "Mr Kim" and "Kim" are the same words
         phrase = rules.phrases.get((lower, next_word.casefold())) if next_gap.isspace() else None
         if phrase is not None:
@@ -558,9 +560,16 @@ def _shared_passages(query: Fingerprint, seed: Fingerprint, min_words: int) -> t
     seed_positions: dict[int, list[int]] = {}
     for j, value in enumerate(seed.hashes.tolist()):
         seed_positions.setdefault(value, []).append(j)
-    # A shingle repeated more often than this in the seed ("US US US ...", a column of figures) anchors
-    # no passage: pairing it with every repeat in the query made the work grow with both counts.
-    seed_positions = {v: js for v, js in seed_positions.items() if len(js) <= MAX_SHINGLE_REPEATS}
+    # A shingle repeated more often than this in either text ("US US US ...", a column of figures)
+    # anchors no passage: pairing it with every repeat in the other made the work grow with both counts.
+    # Judged in both texts, so that which one is the query changes nothing.
+    query_hashes = query.hashes.tolist()
+    query_repeats = Counter(query_hashes)
+    seed_positions = {
+        v: js
+        for v, js in seed_positions.items()
+        if len(js) <= MAX_SHINGLE_REPEATS and query_repeats[v] <= MAX_SHINGLE_REPEATS
+    }
     q_first, q_last = query.first.tolist(), query.last.tolist()
     s_first, s_last = seed.first.tolist(), seed.last.tolist()
 
@@ -571,7 +580,7 @@ def _shared_passages(query: Fingerprint, seed: Fingerprint, min_words: int) -> t
 
     run_end: dict[tuple[int, int], tuple[int, int]] = {}  # run start -> its last (i, j) so far
     previous: dict[tuple[int, int], tuple[int, int]] = {}
-    for i, value in enumerate(query.hashes.tolist()):
+    for i, value in enumerate(query_hashes):
         current: dict[tuple[int, int], tuple[int, int]] = {}
         for j in seed_positions.get(value, ()):
             start = previous.get((i - 1, j - 1))

@@ -407,6 +407,25 @@ def test_repetitive_texts_are_compared_without_pairing_every_repeat() -> None:
     assert match.shared_passages == ()  # a shingle repeated 1,000 times anchors no passage
 
 
+def test_a_shingle_repeated_past_the_cap_in_either_text_anchors_nothing_either_way() -> None:
+    repeated = "Russia said the US was wrong about the sanctions on oil exports last week."
+    other = "The Kremlin's spokesman Dmitry Peskov told reporters in Moscow that talks would go on."
+    lead = "Mr. Lavrov won't meet the U.S. envoy, he's said, because of the co-operation row."
+    article = " ".join([lead, repeated, repeated])
+    seed = " ".join([repeated] * (duplicates.MAX_SHINGLE_REPEATS + 1) + [other])
+    verdicts = [
+        match.verdict if match else None
+        for match in (compare(article, "seed", seed), compare(seed, "article", article))
+    ]
+    assert verdicts == [None, None]  # was None one way, `partial` (anchored by the repeats) the other
+
+
+@pytest.mark.parametrize("space", ["\u00a0", "\t", "\u2009"])
+def test_an_honorific_is_dropped_whatever_space_follows_it(space: str) -> None:
+    text = "Mr Kim met Mr. Putin in Vladivostok on Wednesday for talks on weapons and food aid."
+    assert normalised_words(text.replace(" ", space)) == normalised_words(text)
+
+
 def test_a_sentence_repeated_a_few_times_still_anchors_passages() -> None:
     seed = "The talks in Geneva ended without an agreement on Sunday evening. " * 3
     match = duplicates.compare("Officials said so. " + seed, "thrice", seed)
