@@ -1357,6 +1357,23 @@ class Store:
     def ping(self) -> bool:
         return bool(self.redis.ping())
 
+    def memory_full(self) -> bool:
+        """Whether Redis refuses writes for memory: at its maxmemory with noeviction (deploy/redis.conf).
+
+        Asked with a write, not read from INFO: Redis decides per command, leaving replication and
+        append-only buffers out of its count, so only a refused write tells for sure. The probe is one
+        short-lived key. Heartbeats are refused too then, so this tells "Redis is full" from "no worker".
+        """
+        try:
+            self.redis.set(self._memory_probe_key, b"1", px=10_000)
+        except redis.OutOfMemoryError:
+            return True
+        return False
+
+    @property
+    def _memory_probe_key(self) -> str:
+        return f"{self.prefix}:health:memory-probe"
+
 
 def _text(value: Any) -> str:
     """A value read from Redis (bytes: the client does not decode, since sketches are binary) as text."""

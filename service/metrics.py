@@ -12,19 +12,17 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 
 from flask import Flask, Response, g, request
-from kombu.exceptions import OperationalError
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from werkzeug.wrappers import Response as BaseResponse
 
+from newsdesk.health import WORKER_MAX_AGE_SECONDS
 from newsdesk.metrics import COUNTERS, HISTOGRAMS, REQUEST_DURATION, SUBMISSIONS, Update
 from newsdesk.store import Store
 from service.app_context import Services, services
-from service.problems import redis_unavailable_problem
 from service.queue import CeleryQueue
-from service.views.health import WORKER_MAX_AGE_SECONDS
 from workers.celery_app import CeleryBrokerView
 
 QueueDepths = Callable[[], Mapping[str, int]]  # queue name -> messages waiting
@@ -92,10 +90,8 @@ def _queue_depths(current: Services) -> QueueDepths | None:
 
 
 def _exposition(registry: CollectorRegistry) -> Response:
-    try:
-        body = generate_latest(registry)
-    except OperationalError as error:  # the broker (the same Redis) is unreachable
-        raise redis_unavailable_problem() from error
+    # Every figure is read with the store's client: an unreachable Redis is the app's 503, as anywhere.
+    body = generate_latest(registry)
     return Response(body, mimetype=None, content_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})
 
 

@@ -160,12 +160,19 @@ class CeleryBrokerView:
         self.unacked_key = f"{self.key_prefix}unacked"
 
     def queue_depths(self) -> dict[str, int]:
-        """Messages waiting in each queue ("analyses", ..., "webhooks")."""
-        with self.app.connection_for_read() as connection:
-            channel = connection.default_channel
-            return {
-                queue: int(channel.queue_declare(queue=queue).message_count) for queue in self.layout.queues
-            }
+        """Messages waiting in each queue ("analyses", ..., "webhooks").
+
+        Plain reads of the lists: kombu's queue_declare also writes the queue's binding, inside MULTI,
+        which a Redis at its maxmemory refuses, and /metrics would fail just when the backlog matters.
+        """
+        pipe = self.client.pipeline(transaction=False)
+        for queue in self.layout.queues:
+            pipe.llen(self._queue_key(queue))
+        return {queue: int(depth) for queue, depth in zip(self.layout.queues, pipe.execute(), strict=True)}
+
+    def _queue_key(self, queue: str) -> str:
+        # A message of priority 0 (all of ours) lies in the queue's own list, under our key prefix.
+        return f"{self.key_prefix}{queue}"
 
     def held(self) -> set[tuple[str, str]]:
         """(analysis, article id) for each analysis in a message a worker has taken and not acknowledged,
@@ -180,7 +187,7 @@ class CeleryBrokerView:
         """The same pairs for the messages waiting in a queue: a read of the whole list, for the rare
         question whether one particular message is among them."""
         waiting: set[tuple[str, str]] = set()
-        key = f"{self.key_prefix}{queue}"  # a message of priority 0 (all of ours) lies in the queue's list
+        key = self._queue_key(queue)
         for start in range(0, int(self.client.llen(key)), _SCAN_CHUNK):
             for raw in self.client.lrange(key, start, start + _SCAN_CHUNK - 1):
                 with suppress(ValueError, TypeError):

@@ -20,8 +20,10 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from newsdesk.embedded import EmbeddedRedis, free_port
+from newsdesk.health import worker_check
 from newsdesk.settings import Settings
 from newsdesk.store import ANALYSES, Store
 from tests.conftest import ServiceProcess, wait_for
@@ -351,6 +353,49 @@ def test_a_full_redis_is_503_storage_full_and_nothing_half_written(
         assert store.redis.llen(queue) == len(
             accepted
         )  # one message per stored article, none for the refused
+
+
+def test_a_full_redis_is_reported_full_while_its_worker_lives_and_metrics_still_answer(
+    start_api: Callable[..., tuple[ServiceProcess, str]],
+    start_worker: Callable[..., ServiceProcess],
+    tmp_path: Path,
+    isolated: dict[str, str],
+) -> None:
+    """At its memory limit Redis refuses the worker's heartbeat while the worker runs on: /readyz says
+    Redis is full rather than that no worker is alive, the worker's health check passes, and /metrics
+    (whose queue depths kombu would read with a write, in MULTI) still answers."""
+    with EmbeddedRedis(tmp_path / "redis") as server:
+        own = {**isolated, "REDIS_URL": server.url}
+        worker = start_worker(1, env=own)
+        api, url = start_api(env=own)
+        store = Store.from_settings(Settings.from_env(own))
+        (worker_name,) = store.live_workers(15)
+        with httpx.Client(base_url=url, timeout=10) as client:
+            wait_for(lambda: client.get("/readyz").status_code == 200, 30, "readiness", api)
+            used = int(store.redis.info("memory")["used_memory"])
+            store.redis.config_set("maxmemory", used // 2)
+            try:
+                # As 15 s of refused heartbeats leave it, without the wait (DEL is not refused when full).
+                store.redis.delete(f"{isolated['NEWSDESK_KEY_PREFIX']}:workers")
+                with pytest.raises(redis.OutOfMemoryError):
+                    store.worker_heartbeat(worker_name)
+                assert store.live_workers(15) == []
+                ready = client.get("/readyz")
+                assert ready.status_code == 503
+                assert ready.json()["checks"] == {"redis": "full", "workers": "unknown"}
+                assert ready.json()["detail"].startswith("Redis is full")
+                metrics = client.get("/metrics")
+                assert metrics.status_code == 200, metrics.text
+                assert 'newsdesk_queue_depth{queue="analyses"} 0.0' in metrics.text
+                healthy, reason = worker_check(store, worker_name)
+                assert healthy, reason
+                assert reason.startswith("Redis is full")
+                assert worker.alive()
+            finally:
+                store.redis.config_set("maxmemory", 0)
+            wait_for(lambda: client.get("/readyz").status_code == 200, 30, "the heartbeat back", worker)
+        worker.stop()
+        api.stop()
 
 
 def test_a_thousand_submissions_with_two_workers(stack: Stack) -> None:

@@ -137,6 +137,8 @@ def test_workers_scale_and_shut_down_warm() -> None:
         check = worker["healthcheck"]["test"]
         assert check[:3] == ["CMD", "python", "-c"]
         compile(check[3], "healthcheck", "exec")
+        # newsdesk/health.py's check, which passes a worker while a full Redis refuses its heartbeat
+        assert "sys.exit(worker_container_check())" in check[3]
     assert "NEWSDESK_WORKER_QUEUES" not in SERVICES["worker"]["environment"]  # every queue
     dedicated = SERVICES["worker-stance"]
     assert dedicated["environment"]["NEWSDESK_WORKER_QUEUES"] == "stance"

@@ -62,10 +62,25 @@ def test_healthz_and_readyz(client: FlaskClient, store: Store) -> None:
     not_ready = client.get("/readyz")
     assert not_ready.status_code == 503
     assert not_ready.get_json()["checks"] == {"redis": "ok", "workers": 0}
+    assert not_ready.get_json()["detail"] == "No worker is alive (none wrote a heartbeat in the last 15 s)."
     store.worker_heartbeat("worker-1")
     ready = client.get("/readyz")
     assert ready.status_code == 200
     assert ready.get_json() == {"status": "ok", "checks": {"redis": "ok", "workers": 1}}
+
+
+def test_readyz_says_redis_is_full_when_it_refuses_writes_for_memory(
+    client: FlaskClient, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fakeredis has no maxmemory (tests/integration/test_faults.py fills a real Redis): the store's
+    answer is stood in for. Heartbeats written before Redis filled still count; none says "unknown"."""
+    monkeypatch.setattr(store, "memory_full", lambda: True)
+    full = client.get("/readyz")
+    assert full.status_code == 503
+    assert full.get_json()["checks"] == {"redis": "full", "workers": "unknown"}
+    assert full.get_json()["detail"].startswith("Redis is full: at its memory limit it refuses writes")
+    store.worker_heartbeat("worker-1")
+    assert client.get("/readyz").get_json()["checks"] == {"redis": "full", "workers": 1}
 
 
 def _unreachable_app(settings: Settings) -> Any:
