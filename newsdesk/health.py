@@ -19,6 +19,13 @@ WORKER_MAX_AGE_SECONDS = 15.0
 REDIS_FULL = "full"
 
 
+def redis_failure(error: redis.RedisError) -> str:
+    """A failed health check's Redis state: unreachable, or answering with an error (a read-only replica
+    refuses the memory probe's write, for one)."""
+    reached = not isinstance(error, redis.ConnectionError | redis.TimeoutError)
+    return f"{'failing' if reached else 'unreachable'} ({type(error).__name__})"
+
+
 def worker_check(store: Store, name_prefix: str) -> tuple[bool, str]:
     """Whether the workers named `name_prefix...` are healthy, and why, in one line.
 
@@ -47,6 +54,6 @@ def worker_container_check() -> int:
             Store.from_settings(Settings.from_env()), f"newsdesk@{socket.gethostname()}-"
         )
     except redis.RedisError as error:
-        healthy, reason = False, f"Redis is unreachable ({type(error).__name__})"
+        healthy, reason = False, f"Redis is {redis_failure(error)}"
     print(reason, file=sys.stdout if healthy else sys.stderr)
     return 0 if healthy else 1

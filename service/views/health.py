@@ -7,7 +7,7 @@ from typing import Any
 import redis
 from flask.views import MethodView
 
-from newsdesk.health import REDIS_FULL, WORKER_MAX_AGE_SECONDS
+from newsdesk.health import REDIS_FULL, WORKER_MAX_AGE_SECONDS, redis_failure
 from service.app_context import services
 from service.body import Blueprint
 from service.problems import Problem
@@ -40,7 +40,7 @@ class Readiness(MethodView):
             # A full Redis refuses the heartbeats too: no fresh one then says nothing about the workers.
             checks["workers"] = "unknown" if full and not workers else workers
         except redis.RedisError as error:
-            checks["redis"] = f"unreachable ({type(error).__name__})"
+            checks["redis"] = redis_failure(error)
             checks["workers"] = "unknown"
         if checks["redis"] == REDIS_FULL:
             detail = (
@@ -48,7 +48,7 @@ class Readiness(MethodView):
                 "workers cannot write their heartbeat. Raise its maxmemory or free memory in it."
             )
         elif checks["redis"] != "ok":
-            detail = "Redis is unreachable."
+            detail = f"Redis is {checks['redis']}."
         elif not checks["workers"]:
             detail = f"No worker is alive (none wrote a heartbeat in the last {WORKER_MAX_AGE_SECONDS:g} s)."
         else:

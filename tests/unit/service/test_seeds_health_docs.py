@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from flask.testing import FlaskClient
 
 from newsdesk.embedded import free_port
@@ -81,6 +82,20 @@ def test_readyz_says_redis_is_full_when_it_refuses_writes_for_memory(
     assert full.get_json()["detail"].startswith("Redis is full: at its memory limit it refuses writes")
     store.worker_heartbeat("worker-1")
     assert client.get("/readyz").get_json()["checks"] == {"redis": "full", "workers": 1}
+
+
+def test_readyz_tells_a_redis_that_answers_with_an_error_from_an_unreachable_one(
+    client: FlaskClient, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def read_only() -> bool:
+        raise redis.ReadOnlyError("You can't write against a read only replica.")
+
+    monkeypatch.setattr(store, "memory_full", read_only)  # a replica refuses the probe's write
+    store.worker_heartbeat("worker-1")
+    failing = client.get("/readyz")
+    assert failing.status_code == 503
+    assert failing.get_json()["checks"] == {"redis": "failing (ReadOnlyError)", "workers": "unknown"}
+    assert failing.get_json()["detail"] == "Redis is failing (ReadOnlyError)."
 
 
 def _unreachable_app(settings: Settings) -> Any:
