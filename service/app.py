@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import redis
 import swagger_ui_bundle
 from flask import Flask, Response, g, redirect, request, send_from_directory
 from flask_limiter import HeaderNames, Limiter, RateLimitExceeded
+from limits.errors import StorageError
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -112,12 +117,23 @@ def create_app(
 
 def _rate_limiter(settings: Settings) -> Limiter:
     """One budget per API key (or client address) across every /v1 route, counted in Redis."""
-    return Limiter(
+    storage_uri = settings.rate_limit_storage or settings.redis_url
+    prefix = f"{settings.key_prefix}:ratelimit"
+    # A Redis storage puts its own prefix (LIMITS by default) before every key: ours instead, so that the
+    # limiter's keys too start with NEWSDESK_KEY_PREFIX. Other storages take no such option (memcached's
+    # and MongoDB's pass theirs to their clients); Flask-Limiter's prefix, inside the key, serves them.
+    if _is_redis_storage(storage_uri):
+        storage_options: dict[str, str | int] = {"key_prefix": prefix}
+        limiter_prefix = ""
+    else:
+        storage_options, limiter_prefix = {}, prefix
+    limiter = Limiter(
         key_func=_limit_key,
         application_limits=[settings.rate_limit] if settings.rate_limited else [],
         application_limits_exempt_when=lambda: not request.path.startswith("/v1/"),
-        storage_uri=settings.rate_limit_storage or settings.redis_url,
-        key_prefix=f"{settings.key_prefix}:ratelimit",
+        storage_uri=storage_uri,
+        storage_options=storage_options,
+        key_prefix=limiter_prefix,
         strategy="moving-window",
         headers_enabled=True,
         # Flask-Limiter would put the window's reset in Retry-After on every response, overwriting the
@@ -129,6 +145,50 @@ def _rate_limiter(settings: Settings) -> Limiter:
         # its header injection would turn that 503 into a 500 while the response is being finished.
         swallow_errors=True,
     )
+    limiter.logger.addFilter(LIMITER_OUTAGE_LOG)  # one logger for every Limiter; added once
+    return limiter
+
+
+def _is_redis_storage(uri: str) -> bool:
+    from limits.storage import SCHEMES, RedisStorage  # type: ignore[attr-defined]  # noqa: PLC0415
+
+    storage = SCHEMES.get(urlsplit(uri).scheme)
+    return storage is not None and issubclass(storage, RedisStorage)
+
+
+class LimiterOutageLog(logging.Filter):
+    """Flask-Limiter logs each request it could not count (swallow_errors) with the whole traceback, at
+    ERROR: 3-5 KB a request while Redis is down, enough to rotate the outage's start out of the logs.
+    A failure of its storage is logged instead as one short line, at most once per `interval` seconds
+    per process, with how many went unlogged since the last line. Other errors keep their traceback."""
+
+    def __init__(self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.interval = interval
+        self.clock = clock
+        self._lock = threading.Lock()  # gunicorn's threads share the process's filter
+        self._last: float | None = None
+        self._unlogged = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if not isinstance(error, redis.RedisError | StorageError):
+            return True
+        with self._lock:
+            now = self.clock()
+            if self._last is not None and now - self._last < self.interval:
+                self._unlogged += 1
+                return False
+            self._last, unlogged, self._unlogged = now, self._unlogged, 0
+        record.msg, record.args = "rate limiting is off until Redis answers: the limiter's storage failed", ()
+        record.exc_info, record.exc_text = None, None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.__dict__.update(error=type(error).__name__, unlogged=unlogged)
+        return True
+
+
+# One per process, as the logger it filters: its interval holds across app instances.
+LIMITER_OUTAGE_LOG = LimiterOutageLog()
 
 
 def _too_many_requests(limiter: Limiter, error: RateLimitExceeded) -> Response:

@@ -30,6 +30,12 @@ def test_rate_limit_is_shared_across_api_processes(live_settings: Settings) -> N
     limited = second.get("/v1/seeds")
     assert limited.status_code == 429
     assert int(limited.headers["Retry-After"]) > 0
+    # The limiter's keys too start with NEWSDESK_KEY_PREFIX (limits' own prefix would be LIMITS).
+    store = Store.from_settings(settings)
+    keys = [key.decode() for key in store.redis.scan_iter(match=f"*{settings.key_prefix}*", count=1000)]
+    assert keys
+    assert all(key.startswith(f"{settings.key_prefix}:ratelimit:") for key in keys), keys
+    store.redis.delete(*keys)
 
 
 def test_concurrent_submissions_never_take_the_backlog_over_its_bound(live_settings: Settings) -> None:

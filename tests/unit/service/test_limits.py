@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+
 import fakeredis
+import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from newsdesk.embedded import free_port
 from newsdesk.settings import Settings
 from newsdesk.store import NewArticle, Store
-from service.app import create_app
+from service.app import LIMITER_OUTAGE_LOG, LimiterOutageLog, create_app
 from service.auth import hash_key
 from service.queue import ListQueue
 
@@ -16,7 +21,7 @@ ARTICLE = {"text": "Talks between the delegations resumed in Geneva on Monday."}
 
 
 def client_with(fake_redis: fakeredis.FakeRedis, **overrides: object) -> FlaskClient:
-    settings = Settings.from_env({}, key_prefix="unit", rate_limit_storage="memory://", **overrides)
+    settings = Settings.from_env({}, key_prefix="unit", **{"rate_limit_storage": "memory://", **overrides})
     return create_app(settings, store=Store(fake_redis, "unit"), queue=ListQueue()).test_client()
 
 
@@ -122,3 +127,46 @@ def test_a_key_named_like_an_address_does_not_share_that_addresses_budget(
     assert wrong.status_code == 401  # spends the address's one request
     right = client.get("/v1/seeds", headers={"Authorization": "Bearer key-a"}, environ_base=remote)
     assert right.status_code == 200
+
+
+def test_a_limiter_storage_outage_is_logged_once_a_minute_without_a_traceback(
+    fake_redis: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With its Redis down the limiter lets requests through; Flask-Limiter would log a 3-5 KB traceback
+    for each of them."""
+    now = [1000.0]
+    monkeypatch.setattr(LIMITER_OUTAGE_LOG, "clock", lambda: now[0])
+    monkeypatch.setattr(LIMITER_OUTAGE_LOG, "_last", None)
+    monkeypatch.setattr(LIMITER_OUTAGE_LOG, "_unlogged", 0)
+    down = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    client = client_with(fake_redis, rate_limit="3/minute", rate_limit_storage=down)
+    caplog.set_level(logging.INFO, logger="flask-limiter")
+
+    def limiter_lines() -> list[logging.LogRecord]:
+        return [record for record in caplog.records if record.name == "flask-limiter"]
+
+    assert [client.get("/v1/seeds").status_code for _ in range(5)] == [200] * 5  # fails open
+    (line,) = limiter_lines()
+    assert line.levelno == logging.WARNING
+    assert line.getMessage() == "rate limiting is off until Redis answers: the limiter's storage failed"
+    assert line.exc_info is None
+    assert (line.__dict__["error"], line.__dict__["unlogged"]) == ("ConnectionError", 0)
+    now[0] += 59
+    client.get("/v1/seeds")
+    assert len(limiter_lines()) == 1
+    now[0] += 2
+    client.get("/v1/seeds")
+    _, second = limiter_lines()
+    assert second.exc_info is None
+    assert second.__dict__["unlogged"] == 5  # the other four of the first five, and the one at 59 s
+
+
+def test_other_limiter_errors_keep_their_traceback() -> None:
+    record = logging.LogRecord("flask-limiter", logging.ERROR, __file__, 1, "Failed to rate limit", (), None)
+    try:
+        raise KeyError("a fault of ours")
+    except KeyError:
+        record.exc_info = sys.exc_info()
+    assert LimiterOutageLog().filter(record)
+    assert record.levelno == logging.ERROR
+    assert record.exc_info is not None
