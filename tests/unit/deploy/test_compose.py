@@ -202,7 +202,7 @@ def test_dockerfile_stages_copy_what_exists_and_run_as_a_user() -> None:
     assert "[analysis]" in worker_install
     assert "analysis" in extras
     assert "[" not in api_install  # the base dependencies only
-    assert "newsdesk[analysis]" in extras["dev"]  # `make install` gets everything the tests need
+    assert "newsdesk[analysis,local]" in extras["dev"]  # `make install` gets everything the tests need
 
 
 def test_docker_build_context_keeps_what_the_dockerfile_copies() -> None:

