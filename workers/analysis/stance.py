@@ -273,6 +273,7 @@ def _evidence(
 ) -> Evidence:
     index = int(probs.argmax())
     holder = find_holder(sentence.text)
+    to_original = doc.span_mapper(sentence)  # once per sentence: it may hold thousands of mentions
     return Evidence(
         text=sentence.text,
         start=sentence.start,
@@ -281,12 +282,9 @@ def _evidence(
         score=round(float(probs[2] - probs[0]), 4),
         confidence=round(float(probs[index]), 4),
         mentions=tuple(
-            Mention(m.target, m.text, *doc.span_to_original(sentence, m.start, m.end), m.kind, m.incidental)
-            for m in mentions
+            Mention(m.target, m.text, *to_original(m.start, m.end), m.kind, m.incidental) for m in mentions
         ),
-        holder=Holder(holder.text, *doc.span_to_original(sentence, holder.start, holder.end), holder.cue)
-        if holder
-        else None,
+        holder=Holder(holder.text, *to_original(holder.start, holder.end), holder.cue) if holder else None,
     )
 
 

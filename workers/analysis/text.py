@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import itertools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from html.parser import HTMLParser
@@ -355,12 +356,22 @@ class Document:
 
     def span_to_original(self, sentence: Sentence, start: int, end: int) -> tuple[int, int]:
         """Map a [start, end) span of `sentence.text` (a mention, a holder) onto the submitted text."""
+        return self.span_mapper(sentence)(start, end)
+
+    def span_mapper(self, sentence: Sentence) -> Callable[[int, int], tuple[int, int]]:
+        """What span_to_original does for `sentence`, as a function for all of its spans: the map from
+        `sentence.text` back to the cleaned text is built once, here, so a sentence of n characters with m
+        mentions costs n + m, not n * m (a long HTML sentence naming a target thousands of times)."""
         if not self.markup:  # the text is the cleaned span itself
-            if end <= start or end > len(sentence.text):
-                return sentence.start, sentence.end
-            return self.to_original(sentence.clean_start + start, sentence.clean_start + end)
+
+            def in_cleaned_text(start: int, end: int) -> tuple[int, int]:
+                if end <= start or end > len(sentence.text):
+                    return sentence.start, sentence.end
+                return self.to_original(sentence.clean_start + start, sentence.clean_start + end)
+
+            return in_cleaned_text
         if self.original[sentence.start : sentence.end] == sentence.text:
-            return sentence.start + start, sentence.start + end
+            return lambda start, end: (sentence.start + start, sentence.start + end)
         # The text is the cleaned span with each run of whitespace made one space, then stripped (display):
         # rebuild which cleaned character each of its characters came from.
         cleaned = self.clean[sentence.clean_start : sentence.clean_end]
@@ -371,11 +382,15 @@ class Document:
             sources.append(run.start())
             position = run.end()
         sources.extend(range(position, len(cleaned)))  # a sentence's span has no edge whitespace to strip
-        if end <= start or end > len(sources):
-            return sentence.start, sentence.end
-        return self.to_original(
-            sentence.clean_start + sources[start], sentence.clean_start + sources[end - 1] + 1
-        )
+
+        def through_sources(start: int, end: int) -> tuple[int, int]:
+            if end <= start or end > len(sources):
+                return sentence.start, sentence.end
+            return self.to_original(
+                sentence.clean_start + sources[start], sentence.clean_start + sources[end - 1] + 1
+            )
+
+        return through_sources
 
     @cached_property
     def sentences(self) -> tuple[Sentence, ...]:

@@ -177,6 +177,7 @@ def test_lexicon_scorer_reads_clear_sentences(scorer: LexiconScorer) -> None:
         "The sanc\u00adtions on Rus\u00adsia hurt the U.S. badly.",  # soft hyphens inside the mention
         "<p>The United&nbsp;States condemned Russia.</p>",  # an entity inside the mention
         "<p>Moscow   said  the\n  US  was   wrong.</p>",  # whitespace runs collapsed in the sentence text
+        "<p>" + "<b>US</b>  and\n " * 2000 + "others.</p>",  # one sentence's map for its 2,000 mentions
     ],
 )
 def test_mention_and_holder_offsets_point_at_their_own_words(text: str, scorer: LexiconScorer) -> None:

@@ -411,3 +411,21 @@ def test_joiners_and_no_break_spaces_stay_in_the_sentence() -> None:
 def test_boilerplate_lines_go_whole(boilerplate: str) -> None:
     doc = prepare(f"Russia and the US met in Geneva.\n{boilerplate}\nTalks went well.")
     assert [s.text for s in doc.sentences] == ["Russia and the US met in Geneva.", "Talks went well."]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The U\u00adS said the US and the US\u200b agreed.",  # plain text, invisible characters dropped
+        "<p>The US said the US and the US agreed.</p>",  # markup whose sentence is its own text
+        "<p>" + "The <b>US</b>  and\n the " * 300 + "end.</p>",  # markup collapsed: one map, many spans
+    ],
+)
+def test_a_span_mapper_maps_every_span_of_its_sentence(text: str) -> None:
+    doc = prepare(text)
+    (sentence,) = doc.sentences
+    spans = [match.span() for match in re.finditer("US", sentence.text)]
+    to_original = doc.span_mapper(sentence)
+    mapped = [to_original(start, end) for start, end in spans]
+    assert [text[start:end].replace("\u00ad", "") for start, end in mapped] == ["US"] * len(spans)
+    assert mapped == [doc.span_to_original(sentence, start, end) for start, end in spans]
