@@ -427,13 +427,16 @@ def prepare(text: str) -> Document:
     """Clean a submitted article: strip markup and boilerplate, keep a map to the original offsets."""
     builder = _Builder()
     markup = _LOOKS_LIKE_HTML.search(text) is not None
+    # Markup with block elements has its paragraphs from them. Without any (a character reference or a
+    # few inline tags in wire copy), its line breaks are the writer's, as in plain text.
+    blocks = markup and _HAS_BLOCKS.search(text) is not None
     if markup:
-        _MarkupStripper(text, builder).run()
+        _MarkupStripper(text, builder, breaks_are_spaces=blocks).run()
     else:
         builder.keep(text, 0, len(text))
     lines = "".join(builder.parts).splitlines(keepends=True)
-    # Plain text was laid out by its writer: its columns tell hard-wrapped lines. HTML's were not.
-    paragraphs = _paragraphs(lines, wrapped=not markup)
+    # Plain text was laid out by its writer: its columns tell hard-wrapped lines. HTML's blocks were not.
+    paragraphs = _paragraphs(lines, wrapped=not blocks)
     cleaned, flowing, starts, ends = _drop_boilerplate(paragraphs, builder.starts, builder.ends)
     return Document(text, cleaned, flowing, starts, ends, markup=markup)
 
@@ -507,12 +510,12 @@ def _without_unclosable_openers(markup: str) -> str:
 class _MarkupStripper(HTMLParser):
     """Keeps the text of an HTML document, with paragraph breaks at block elements."""
 
-    def __init__(self, source: str, builder: _Builder) -> None:
+    def __init__(self, source: str, builder: _Builder, *, breaks_are_spaces: bool) -> None:
         super().__init__(convert_charrefs=False)
         self.source = source
         self.builder = builder
         self.skip_depth = 0
-        self.breaks_are_spaces = _HAS_BLOCKS.search(source) is not None
+        self.breaks_are_spaces = breaks_are_spaces  # the markup's paragraphs are its block elements
         self.line_offsets = [0]
         for index, char in enumerate(source):
             if char == "\n":
@@ -630,10 +633,10 @@ def _split_sentences(doc: Document) -> list[Sentence]:
 
 def _paragraphs(lines: list[str], *, wrapped: bool) -> list[tuple[str, str]]:
     """The lines grouped into paragraphs, each as written and as flowing text: the same characters, but
-    each line break inside the paragraph made spaces. In plain text (`wrapped`) a line carries on the one
-    before it when it starts in lower case after a line that ends no sentence, or, in text that was
-    hard-wrapped, when its first word would not have fitted on that line. HTML's lines are its block
-    elements, each a paragraph of its own."""
+    each line break inside the paragraph made spaces. In text laid out by its writer (`wrapped`: plain text,
+    or markup without block elements) a line carries on the one before it when it starts in lower case
+    after a line that ends no sentence, or, in text that was hard-wrapped, when its first word would not
+    have fitted on that line. The lines of HTML with block elements are its blocks, each a paragraph."""
     bodies = [(line.splitlines() or [""])[0] for line in lines]
     width = _wrap_width(bodies) if wrapped else None
     joins = [

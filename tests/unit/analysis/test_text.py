@@ -429,3 +429,34 @@ def test_a_span_mapper_maps_every_span_of_its_sentence(text: str) -> None:
     mapped = [to_original(start, end) for start, end in spans]
     assert [text[start:end].replace("\u00ad", "") for start, end in mapped] == ["US"] * len(spans)
     assert mapped == [doc.span_to_original(sentence, start, end) for start, end in spans]
+
+
+WIRE_COPY = (
+    "Soviet officials said on Tuesday they were ready to resume talks with\n"
+    "the United States on grain purchases after the row over subsidised\n"
+    "wheat sales, a spokesman for <Continental Grain Co> said.\n\n"
+    "The talks would be held in Moscow next month, the spokesman added, and\n"
+    "officials of both countries expected them to last at least a week.\n"
+)
+
+
+@pytest.mark.parametrize(
+    "markup",
+    [
+        WIRE_COPY.replace("<", "&lt;"),  # wire copy escaped as SGML: one character reference
+        WIRE_COPY.replace("United States", "<b>United States</b>"),  # inline tags only
+    ],
+)
+def test_markup_without_block_elements_is_read_in_paragraphs_as_plain_text_is(markup: str) -> None:
+    plain, doc = prepare(WIRE_COPY), prepare(markup)
+    assert doc.markup
+    assert [(" ".join(s.text.split()), s.paragraph) for s in doc.sentences] == [
+        (" ".join(s.text.split()), s.paragraph) for s in plain.sentences
+    ]
+    assert len(doc.sentences) == 2
+
+
+def test_html_paragraphs_are_its_block_elements_even_when_the_next_starts_in_lower_case() -> None:
+    blocks = ["Talks in Geneva ended without a deal", "and the envoys went home"]
+    doc = prepare("\n".join(f"<p>{block}</p>" for block in blocks))
+    assert [s.text for s in doc.sentences] == blocks
