@@ -18,12 +18,14 @@ import blingfire
 
 # Characters that carry nothing for the reader: zero-width space, word joiner, byte-order mark, soft
 # hyphen, and C0 controls but for tab and line breaks (a form feed or vertical tab is a line break: PDF
-# copy has one between pages). They are dropped from the cleaned text. The zero-width (non-)joiners stay:
-# they shape Persian words and emoji.
+# copy has one between pages). They are dropped as the cleaned text is built, before anything reads it: a
+# byte-order mark before "Also Read:" or a soft hyphen inside "orig\u00adinally" hid boilerplate from its
+# patterns. The zero-width (non-)joiners stay: they shape Persian words and emoji.
 _DROPPED_CHARS = frozenset("\u200b\u2060\ufeff\u00ad") | frozenset(
     chr(code) for code in [*range(0x00, 0x09), *range(0x0E, 0x1C), 0x1F, 0x7F]
 )
 _DROPPED_PATTERN = re.compile("[" + re.escape("".join(sorted(_DROPPED_CHARS))) + "]")
+_VISIBLE_RUN = re.compile("[^" + re.escape("".join(sorted(_DROPPED_CHARS))) + "]+")
 
 # Elements whose content is never article text.
 _SKIPPED_ELEMENTS = frozenset(
@@ -300,7 +302,8 @@ class Word:
 
 @dataclass
 class _Builder:
-    """Accumulates cleaned text and, per cleaned character, its span in the original."""
+    """Accumulates cleaned text and, per cleaned character, its span in the original. Invisible
+    characters (_DROPPED_CHARS) are never kept."""
 
     parts: list[str] = field(default_factory=list)
     starts: list[int] = field(default_factory=list)
@@ -308,14 +311,24 @@ class _Builder:
 
     def keep(self, original: str, start: int, end: int, text: str | None = None) -> None:
         """Keep original[start:end], or `text` of the same length in its place."""
-        self.parts.append(original[start:end] if text is None else text)
-        self.starts.extend(range(start, end))
-        self.ends.extend(range(start + 1, end + 1))
+        kept = original[start:end] if text is None else text
+        if _DROPPED_PATTERN.search(kept) is None:  # the common case: copy the span whole
+            self.parts.append(kept)
+            self.starts.extend(range(start, end))
+            self.ends.extend(range(start + 1, end + 1))
+            return
+        for run in _VISIBLE_RUN.finditer(kept):
+            self.parts.append(run.group())
+            self.starts.extend(range(start + run.start(), start + run.end()))
+            self.ends.extend(range(start + run.start() + 1, start + run.end() + 1))
 
     def replace(self, text: str, start: int, end: int) -> None:
-        self.parts.append(text)
-        self.starts.extend([start] * len(text))
-        self.ends.extend([end] * len(text))
+        """Put `text` in place of original[start:end] (a character reference's decoded text)."""
+        visible = _DROPPED_PATTERN.sub("", text)  # "&shy;" is a soft hyphen
+        if visible:
+            self.parts.append(visible)
+            self.starts.extend([start] * len(visible))
+            self.ends.extend([end] * len(visible))
 
 
 class Document:
@@ -444,8 +457,8 @@ def prepare(text: str) -> Document:
 def _drop_boilerplate(
     paragraphs: list[tuple[str, str]], starts: list[int], ends: list[int]
 ) -> tuple[str, str, list[int], list[int]]:
-    """Remove boilerplate paragraphs and prefixes, invisible and control characters. `paragraphs` holds
-    each paragraph as written and as flowing text (_paragraphs); both come back cleaned."""
+    """Remove boilerplate paragraphs and prefixes. `paragraphs` holds each paragraph as written and as
+    flowing text (_paragraphs); both come back cleaned."""
     kept: list[str] = []
     kept_flowing: list[str] = []
     kept_starts: list[int] = []
@@ -468,19 +481,10 @@ def _drop_boilerplate(
         end = sign_off.start() if sign_off else len(body)
         for part_start, part_end in ((cut, end), (len(body), len(paragraph))):
             base = line_start + part_start
-            part, flowing_part = paragraph[part_start:part_end], flowing[part_start:part_end]
-            if _DROPPED_PATTERN.search(part) is None:  # the common case: copy the spans whole
-                kept.append(part)
-                kept_flowing.append(flowing_part)
-                kept_starts.extend(starts[base : base + len(part)])
-                kept_ends.extend(ends[base : base + len(part)])
-                continue
-            for offset, char in enumerate(part):
-                if char not in _DROPPED_CHARS:
-                    kept.append(char)
-                    kept_flowing.append(flowing_part[offset])
-                    kept_starts.append(starts[base + offset])
-                    kept_ends.append(ends[base + offset])
+            kept.append(paragraph[part_start:part_end])
+            kept_flowing.append(flowing[part_start:part_end])
+            kept_starts.extend(starts[base : base + part_end - part_start])
+            kept_ends.extend(ends[base : base + part_end - part_start])
     return "".join(kept), "".join(kept_flowing), kept_starts, kept_ends
 
 

@@ -248,3 +248,21 @@ def test_the_bisected_exclusion_check_agrees_with_a_scan_of_every_span(
     end = start + length
     scanned = any(s <= start < e or s < end <= e for s, e in spans)
     assert _starts_or_ends_inside(start, end, spans) == scanned
+
+
+@pytest.mark.parametrize("seed", sorted(SEED_TEXTS))
+def test_a_byte_order_mark_changes_no_seed_evidence(seed: str, scorer: LexiconScorer) -> None:
+    def evidence(text: str, shift: int) -> list[tuple[str, int, int, tuple[str, int, int] | None]]:
+        return [
+            (
+                e.text,
+                e.start - shift,
+                e.end - shift,
+                e.holder and (e.holder.text, e.holder.start - shift, e.holder.end - shift),
+            )
+            for target in analyse_stance(text, scorer).targets.values()
+            for e in target.evidence
+        ]
+
+    text = SEED_TEXTS[seed]
+    assert evidence("\ufeff" + text, 1) == evidence(text, 0)

@@ -141,3 +141,11 @@ def test_a_teaser_label_in_capitals_is_no_dateline(label: str) -> None:
         "Officials said the deal would be ratified by both parliaments before the end of the year."
     )
     assert summarize(text, sentences=1).sentences[0].text != teaser
+
+
+@pytest.mark.parametrize("seed", sorted(SEED_TEXTS))
+def test_a_byte_order_mark_changes_no_seed_summary(seed: str) -> None:
+    text = SEED_TEXTS[seed]
+    plain, marked = summarize(text), summarize("\ufeff" + text)  # a file saved with a BOM
+    assert marked.text == plain.text
+    assert [(s.start, s.end) for s in marked.sentences] == [(s.start + 1, s.end + 1) for s in plain.sentences]

@@ -460,3 +460,27 @@ def test_html_paragraphs_are_its_block_elements_even_when_the_next_starts_in_low
     blocks = ["Talks in Geneva ended without a deal", "and the envoys went home"]
     doc = prepare("\n".join(f"<p>{block}</p>" for block in blocks))
     assert [s.text for s in doc.sentences] == blocks
+
+
+@pytest.mark.parametrize(
+    ("boilerplate", "invisible"),
+    [
+        ("Also Read: Russia warns the United States over new sanctions", "\ufeffAlso"),  # a byte-order mark
+        ("This article was originally published by The Moscow Times.", "orig\u00adinally"),  # soft hyphen
+        ("Also Read: Russia warns the United States over new sanctions", "Read\u200b:"),  # zero-width space
+        ("date 2024-01-21 Russia warned the United States on Monday.", "date\u2060 2024"),  # word joiner
+    ],
+)
+def test_invisible_characters_hide_no_boilerplate(boilerplate: str, invisible: str) -> None:
+    visible = invisible.translate(dict.fromkeys(map(ord, "\ufeff\u00ad\u200b\u2060")))
+    line = boilerplate.replace(visible, invisible)
+    assert line != boilerplate
+    body = "Russia and the US met in Geneva.\n\nTalks went well."
+    text, plain_text = f"{line}\n\n{body}", f"{boilerplate}\n\n{body}"
+    doc, plain = prepare(text), prepare(plain_text)
+    shift = len(line) - len(boilerplate)
+    assert [(s.text, s.start - shift, s.end - shift) for s in doc.sentences] == [
+        (s.text, s.start, s.end) for s in plain.sentences
+    ]
+    for sentence in doc.sentences:
+        assert text[sentence.start : sentence.end] == sentence.text
