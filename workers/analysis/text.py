@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import itertools
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -263,6 +264,13 @@ _BREAK_BEFORE_TITLE = re.compile(
     + "|".join(sorted(t.capitalize() for t in _TITLE_ABBREVIATIONS - {"jr", "sr", "no", "vs"}))
     + r")\.\s+[A-Z])"
 )
+# A sentence that opens with a symbol or emoji ("... said. 🔴 Russia launched", "► The", "🇺🇦 Kyiv"):
+# blingfire never breaks before one either. After a sentence's end and its space, a symbol (a flag's
+# regional indicators are symbols too) starts the next sentence when a word follows it.
+_END_AND_SPACE = re.compile(r"[.!?…][\"'”’)\]]*\s+")
+_SYMBOL_CATEGORIES = frozenset(["So", "Sk"])
+# What an emoji is built of besides symbols: variation selectors and keycaps (marks), the zero-width joiner.
+_EMOJI_PART_CATEGORIES = _SYMBOL_CATEGORIES | {"Mn", "Me"}
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 _HAS_LETTER = re.compile(r"[^\W\d_]")
 _SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*\s*$")
@@ -610,7 +618,7 @@ def _split_sentences(doc: Document) -> list[Sentence]:
             continue
         paragraph += 1
         pieces = _merge_false_breaks(
-            line, _break_before_titles(line, blingfire.text_to_sentences_and_offsets(line)[1])
+            line, _break_missed_sentences(line, blingfire.text_to_sentences_and_offsets(line)[1])
         )
         single_line_heading = len(pieces) == 1 and _is_heading(line)
         for start, end in pieces:
@@ -728,16 +736,37 @@ def _ends_sentence(text: str) -> bool:
     return last not in _TITLE_ABBREVIATIONS and len(last) > 1
 
 
-def _break_before_titles(line: str, offsets: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Split blingfire pieces where a sentence ends and the next opens with a title ("Mr. Putin")."""
+def _break_missed_sentences(line: str, offsets: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Split blingfire pieces where a sentence ends and the next opens with a title ("Mr. Putin") or a
+    symbol ("🔴 Russia launched")."""
     pieces: list[tuple[int, int]] = []
     for start, end in offsets:
         piece_start = start
-        for match in _BREAK_BEFORE_TITLE.finditer(line, start, end):
-            pieces.append((piece_start, match.end()))
-            piece_start = match.end()
+        titles = (match.end() for match in _BREAK_BEFORE_TITLE.finditer(line, start, end))
+        symbols = (
+            match.end()
+            for match in _END_AND_SPACE.finditer(line, start, end)
+            if _opens_with_symbol(line, match.end(), end)
+        )
+        for cut in sorted({*titles, *symbols}):
+            pieces.append((piece_start, cut))
+            piece_start = cut
         pieces.append((piece_start, end))
     return pieces
+
+
+def _opens_with_symbol(line: str, start: int, end: int) -> bool:
+    """Whether line[start:end] opens with a symbol or emoji ("🔴", "►", "★", "🇺🇦") and then a word."""
+    if start >= end or unicodedata.category(line[start]) not in _SYMBOL_CATEGORIES:
+        return False
+    position = start + 1
+    while position < end and (
+        line[position] == "\u200d" or unicodedata.category(line[position]) in _EMOJI_PART_CATEGORIES
+    ):
+        position += 1
+    while position < end and line[position].isspace():
+        position += 1
+    return _WORD.match(line, position, end) is not None
 
 
 def _merge_false_breaks(line: str, offsets: list[tuple[int, int]]) -> list[tuple[int, int]]:

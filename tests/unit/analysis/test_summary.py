@@ -149,3 +149,13 @@ def test_a_byte_order_mark_changes_no_seed_summary(seed: str) -> None:
     plain, marked = summarize(text), summarize("\ufeff" + text)  # a file saved with a BOM
     assert marked.text == plain.text
     assert [(s.start, s.end) for s in marked.sentences] == [(s.start + 1, s.end + 1) for s in plain.sentences]
+
+
+def test_a_summary_of_items_that_open_with_emoji_is_of_whole_items() -> None:
+    items = [
+        "Russia launched a new wave of drone attacks on Kyiv overnight, officials in the capital said.",
+        "🔴 The United States announced another package of military aid worth two billion dollars.",
+        "🔴 The UN Security Council will hold an emergency meeting on Tuesday at the request of members.",
+    ]
+    summary = summarize(" ".join(items), sentences=1)
+    assert [s.text for s in summary.sentences] == [items[0]]

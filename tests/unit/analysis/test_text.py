@@ -484,3 +484,35 @@ def test_invisible_characters_hide_no_boilerplate(boilerplate: str, invisible: s
     ]
     for sentence in doc.sentences:
         assert text[sentence.start : sentence.end] == sentence.text
+
+
+@pytest.mark.parametrize(
+    "symbol",
+    [
+        "🔴",
+        "►",
+        "★",
+        "🇺🇦",
+        "❤️",
+        "👍🏽",
+        "👨\u200d👩\u200d👧",
+        "🔴🔴",
+    ],  # emoji with a selector, a skin tone, joiners
+)
+@pytest.mark.parametrize("end", [".", "!", '."', ".)"])
+def test_a_sentence_that_opens_with_a_symbol_is_a_sentence_of_its_own(symbol: str, end: str) -> None:
+    first = f"Russia launched drones at Kyiv overnight, officials said{end}"
+    second = f"{symbol} The United States announced more aid on Monday."
+    assert [s.text for s in prepare(f"{first} {second}").sentences] == [first, second]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Russia said the talks with the United States had failed. ★★★★★",  # no word after the symbols
+        "The forecast for Moscow is 30 °C and sunny on Monday.",  # a symbol inside a sentence
+        "Ratings: Russia ★ The United States ★★ wrote the critics.",  # no sentence end before the symbol
+    ],
+)
+def test_a_symbol_after_no_sentence_end_or_before_no_word_makes_no_break(text: str) -> None:
+    assert [s.text for s in prepare(text).sentences] == [text]
