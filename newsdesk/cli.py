@@ -179,14 +179,17 @@ def api(host: str, port: int, workers: int, threads: int) -> None:
     from newsdesk.gunicorn_app import serve  # noqa: PLC0415
 
     logs.configure(settings.log_level, settings.log_format)
-    if warning := open_api_warning(settings, host):
+    # In a container (docker-compose.yml) every interface is listened on; where the port is published
+    # on the host is what decides who reaches it.
+    if warning := open_api_warning(settings, os.environ.get("NEWSDESK_API_BIND") or host):
         logging.getLogger("newsdesk.api").warning(warning)
     serve(settings, host=host, port=port, workers=workers, threads=threads)
 
 
 def open_api_warning(settings: Settings, host: str) -> str | None:
-    """What to warn of when the API listens beyond this host with no API keys: anybody who reaches it
-    can read and delete every article (`newsdesk run` on loopback, the default, is for one user)."""
+    """What to warn of when the API is reachable beyond this host (`host`: the address it listens or is
+    published on) with no API keys: anybody who reaches it can read and delete every article
+    (`newsdesk run` on loopback, the default, is for one user)."""
     if settings.api_keys.strip():
         return None
     with contextlib.suppress(ValueError):

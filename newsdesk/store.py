@@ -504,7 +504,8 @@ return overall
 # article of a batch counts as finished there, so the batch's long-polls are not left waiting. The
 # receipt, a key named by a token new with each call, is left for a minute: the same call sent again
 # (redis-py resends a command whose reply was lost) finds it and answers 1, not "no such article".
-# KEYS: article, articles, pending, owner's articles, receipt. ARGV: id, owner, key prefix. Returns 1 or 0.
+# KEYS: article, articles, pending, owner's articles, receipt. ARGV: id, owner, key prefix, result TTL.
+# Returns 1 or 0.
 _DELETE = """
 if redis.call('EXISTS', KEYS[5]) == 1 then return 1 end
 local row = redis.call('HMGET', KEYS[1], 'owner', 'status', 'idempotency_key', 'batch')
@@ -517,6 +518,8 @@ if row[4] and row[4] ~= '' and row[2] ~= 'done' and row[2] ~= 'failed' then
   local key = ARGV[3] .. ':batch:' .. row[4]
   if redis.call('EXISTS', key) == 1 then
     local finished = redis.call('HINCRBY', key, 'finished', 1)
+    redis.call('EXPIRE', key, ARGV[4])  -- as a finish does: the batch lives on from its last article's end
+    redis.call('EXPIRE', key .. ':items', ARGV[4])
     if finished >= tonumber(redis.call('HGET', key, 'accepted')) then
       redis.call('PUBLISH', ARGV[3] .. ':batch-finished:' .. row[4], 'finished')
     end
@@ -882,7 +885,7 @@ class Store:
                 self._owner_articles_key(owner),
                 f"{self.prefix}:deleted:{write_token()}",
             ],
-            args=[article_id, owner, self.prefix],
+            args=[article_id, owner, self.prefix, self.result_ttl],
         )
         return bool(deleted)
 

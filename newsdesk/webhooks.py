@@ -38,7 +38,7 @@ import idna
 
 from newsdesk.results import article_view
 from newsdesk.settings import Settings
-from newsdesk.store import Store
+from newsdesk.store import Article, Store
 
 log = logging.getLogger(__name__)
 
@@ -114,12 +114,13 @@ def callback_target(url: str) -> Target:
         # A name in the ASCII form a request uses. Beyond ASCII: IDNA 2008 with UTS 46 mapping, as
         # browsers, registries and httpx read it (Python's "idna" codec, IDNA 2003, makes "faß.de"
         # fass.de, another domain); the mapping also makes full-width letters, digits and dots ASCII.
-        # An ASCII name goes through the codec only for its label lengths (it keeps underscores).
+        # Label by label: an ASCII label keeps its underscores ("my_hooks.bücher.de"), and the codec
+        # then checks only the labels' lengths.
         try:
-            if host.isascii():
-                host.encode("idna")
-            else:
-                host = idna.encode(host, uts46=True).decode("ascii")
+            if not host.isascii():
+                labels = idna.uts46_remap(host, std3_rules=False, transitional=False).split(".")
+                host = ".".join(label if label.isascii() else idna.alabel(label).decode() for label in labels)
+            host.encode("idna")
         except UnicodeError:  # idna.IDNAError is one
             raise WebhookRefused("The host is not a valid domain name.") from None
         if not _NAME.fullmatch(host):
@@ -450,6 +451,10 @@ class _DeadlineStream(httpcore.NetworkStream):
         return self._stream.get_extra_info(info)
 
 
+# A webhook's states after which nothing more is sent.
+SETTLED = frozenset({"delivered", "failed", "refused"})
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     # delivered, retry, failed, refused, gone (the article no longer exists), unsigned (not sent, no
@@ -480,14 +485,8 @@ def deliver_article(
     worker died mid-request starts the count over. A webhook that has settled is not sent again.
     """
     article = store.get_article(article_id)
-    if article is None or not article.callback_url:
-        return Outcome("gone")
-    if not settings.webhook_secret:
-        # The API takes no callback without a secret, but this worker may lack it (its settings are read
-        # at start, so one not restarted since the secret was set): a signature under an empty key is one
-        # anybody can forge. Nothing is sent and no attempt counted, so the webhook waits for a worker
-        # that has it instead of using its attempts up here.
-        return Outcome("unsigned", "NEWSDESK_WEBHOOK_SECRET is not set on this worker; nothing sent unsigned")
+    if (unattempted := _no_attempt(article, settings)) is not None:
+        return unattempted
     started = store.start_webhook(article_id)
     if started is None:
         return Outcome("gone")
@@ -523,6 +522,21 @@ def deliver_article(
     else:
         outcome = Outcome("delivered") if 200 <= status < 300 else Outcome("retry", f"HTTP {status}")
     return _recorded(store, settings, article_id, attempt, outcome)
+
+
+def _no_attempt(article: Article | None, settings: Settings) -> Outcome | None:
+    """Why a delivery begins no attempt (none is counted), or None: it may begin one."""
+    if article is None or not article.callback_url:
+        return Outcome("gone")
+    if article.webhook in SETTLED:  # a message sent again after it settled (at-least-once)
+        return Outcome(article.webhook, "already settled")
+    if not settings.webhook_secret:
+        # The API takes no callback without a secret, but this worker may lack it (its settings are read
+        # at start, so one not restarted since the secret was set): a signature under an empty key is one
+        # anybody can forge. Nothing is sent and no attempt counted, so the webhook waits for a worker
+        # that has it instead of using its attempts up here.
+        return Outcome("unsigned", "NEWSDESK_WEBHOOK_SECRET is not set on this worker; nothing sent unsigned")
+    return None
 
 
 def _recorded(store: Store, settings: Settings, article_id: str, attempt: int, outcome: Outcome) -> Outcome:

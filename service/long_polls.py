@@ -43,5 +43,6 @@ class LongPolls:
 
 def threads_left_free(threads: int) -> int:
     """The bound for a gunicorn process of `threads` threads: all but two, so that health checks and
-    submissions always find a thread (one thread: it may wait, as there is nothing to keep free)."""
+    submissions always find a thread, and at least one (with one or two threads, a long-poll may still
+    wait: it is then the one thing the process serves at once)."""
     return max(1, threads - 2)

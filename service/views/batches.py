@@ -154,8 +154,8 @@ class BatchResource(MethodView):
                         stop=STOPPING,
                     )
             batch = _owned_batch(batch_id)
-        headers = {} if _finished(batch) else {"Retry-After": POLL_AFTER_SECONDS}
-        return _batch_view(batch, start=start, limit=limit), headers
+        view = _batch_view(batch, start=start, limit=limit)
+        return view, {} if view["status"] == "finished" else {"Retry-After": POLL_AFTER_SECONDS}
 
 
 def _owned_batch(batch_id: str) -> Batch:

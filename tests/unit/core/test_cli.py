@@ -235,3 +235,29 @@ def test_an_open_api_beyond_this_host_is_warned_of(host: str, api_keys: str, war
     assert (warning is not None) == warned
     if warning:
         assert f"NEWSDESK_API_KEYS is not set and the API listens on {host}" in warning
+
+
+@pytest.mark.parametrize(("published_on", "warned"), [(None, True), ("127.0.0.1", False), ("0.0.0.0", True)])
+def test_api_judges_the_address_its_port_is_published_on(
+    monkeypatch: pytest.MonkeyPatch, published_on: str | None, warned: bool
+) -> None:
+    import logging  # noqa: PLC0415
+
+    import newsdesk.gunicorn_app  # noqa: PLC0415
+
+    served: list[str] = []
+    monkeypatch.setattr(newsdesk.gunicorn_app, "serve", lambda _settings, *, host, **_: served.append(host))
+    warnings: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: warnings.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("newsdesk.api").addHandler(handler)
+    try:
+        env = {"NEWSDESK_RATE_LIMIT": "off", "NEWSDESK_API_KEYS": ""}
+        if published_on:
+            env["NEWSDESK_API_BIND"] = published_on  # as docker-compose.yml passes it into the container
+        result = CliRunner().invoke(main, ["api", "--host", "0.0.0.0"], env=env)
+    finally:
+        logging.getLogger("newsdesk.api").removeHandler(handler)
+    assert result.exit_code == 0, result.output
+    assert served == ["0.0.0.0"]
+    assert bool(warnings) == warned, warnings

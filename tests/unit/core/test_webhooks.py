@@ -205,6 +205,18 @@ def test_a_worker_without_the_secret_sends_nothing_and_uses_no_attempt(receiver:
     assert [h["X-Newsdesk-Attempt"] for h, _ in receiver.requests] == ["1"]
 
 
+def test_a_worker_without_the_secret_ends_a_message_for_a_settled_webhook(receiver: Receiver) -> None:
+    receiver.fail_first = 0
+    store = Store(fakeredis.FakeRedis(), "unit")
+    signing = Settings.from_env({}, webhook_secret=SECRET, webhook_allow_private=True)
+    article_id = finished_article(store, receiver.url)
+    assert webhooks.deliver_article(store, signing, article_id).state == "delivered"
+    unsigned = Settings.from_env({}, webhook_allow_private=True)
+    again = webhooks.deliver_article(store, unsigned, article_id)  # a message sent twice
+    assert (again.state, again.detail) == ("delivered", "already settled")  # not retried for ever
+    assert len(receiver.requests) == 1
+
+
 def test_overlapping_deliveries_keep_the_delivery() -> None:
     # Two messages for one webhook (at-least-once): the first to begin is answered last, with an error.
     answered = threading.Event()
@@ -437,6 +449,7 @@ def test_a_host_name_is_sent_in_its_ascii_form() -> None:
     assert webhooks.callback_target("https://faß.de/in").host == "xn--fa-hia.de"
     assert webhooks.callback_target("https://ς.gr/in").host == "xn--3xa.gr"
     assert webhooks.callback_target("https://my_hooks.example.com/in").host == "my_hooks.example.com"
+    assert webhooks.callback_target("https://my_hooks.bücher.de/in").host == "my_hooks.xn--bcher-kva.de"
     assert target.authority == "xn--bcher-kva.example:8443"
     assert (target.port, target.path, target.query) == (8443, "/in", "x=1")
     assert webhooks.callback_target("http://[::1]/").authority == "[::1]"

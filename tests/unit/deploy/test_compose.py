@@ -117,6 +117,7 @@ def test_api_listens_on_the_published_port_and_checks_readiness() -> None:
     assert environment["NEWSDESK_API_HOST"] == "0.0.0.0"
     port = environment["NEWSDESK_API_PORT"]
     assert api["ports"] == [f"${{NEWSDESK_API_BIND:-127.0.0.1}}:{port}:{port}"]  # this host unless told
+    assert environment["NEWSDESK_API_BIND"] == "${NEWSDESK_API_BIND:-127.0.0.1}"  # judged by the warning
     check = api["healthcheck"]["test"]
     assert check[:3] == ["CMD", "python", "-c"]
     assert "/readyz" in check[3]

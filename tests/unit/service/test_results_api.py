@@ -315,6 +315,18 @@ def test_a_batch_outlives_the_result_ttl_while_its_articles_are_unfinished(
     assert Settings.result_ttl - 5 < fake_redis.ttl(f"{key}:items") <= Settings.result_ttl
 
 
+def test_a_batch_whose_articles_were_all_deleted_unfinished_still_expires(
+    client: FlaskClient, fake_redis: fakeredis.FakeRedis
+) -> None:
+    batch = client.post("/v1/batches", json={"articles": [{"text": TEXT}, {"text": TEXT}]}).get_json()
+    for item in batch["items"]:
+        assert client.delete(f"/v1/articles/{item['id']}").status_code == 204
+    key = f"unit:batch:{batch['id']}"
+    assert Settings.result_ttl - 5 < fake_redis.ttl(key) <= Settings.result_ttl
+    assert Settings.result_ttl - 5 < fake_redis.ttl(f"{key}:items") <= Settings.result_ttl
+    assert client.get(f"/v1/batches/{batch['id']}").get_json()["status"] == "finished"
+
+
 # listing, deletion, retention
 def test_list_filters_and_paginates(client: FlaskClient, store: Store) -> None:
     ids = [submit(client, title=str(i)) for i in range(6)]
