@@ -485,6 +485,8 @@ def deliver_article(
     worker died mid-request starts the count over. A webhook that has settled is not sent again.
     """
     article = store.get_article(article_id)
+    if article is None or not article.callback_url:
+        return Outcome("gone")
     if (unattempted := _no_attempt(article, settings)) is not None:
         return unattempted
     started = store.start_webhook(article_id)
@@ -524,10 +526,8 @@ def deliver_article(
     return _recorded(store, settings, article_id, attempt, outcome)
 
 
-def _no_attempt(article: Article | None, settings: Settings) -> Outcome | None:
-    """Why a delivery begins no attempt (none is counted), or None: it may begin one."""
-    if article is None or not article.callback_url:
-        return Outcome("gone")
+def _no_attempt(article: Article, settings: Settings) -> Outcome | None:
+    """Why a delivery to an article that has a webhook begins no attempt (none is counted), or None."""
     if article.webhook in SETTLED:  # a message sent again after it settled (at-least-once)
         return Outcome(article.webhook, "already settled")
     if not settings.webhook_secret:
