@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from newsdesk.evaluation.stance import score
+from newsdesk.evaluation.stance import predict_by_article, score
 from newsdesk.jsonl import read_records, required
 from workers.analysis.stance import LABELS, SentenceScorer, TargetedSentence
 from workers.analysis.text import prepare
@@ -39,8 +39,9 @@ def read_labels(text: str) -> list[dict[str, str]]:
 
 def build_sets(
     corpus: Path, label_rows: list[dict[str, str]]
-) -> dict[str, tuple[list[TargetedSentence], npt.NDArray[np.int64], int]]:
-    """Per split: the items, their gold labels, and how many agreed rows were not found in `corpus`."""
+) -> dict[str, tuple[list[TargetedSentence], npt.NDArray[np.int64], list[str], int]]:
+    """Per split: the items, their gold labels, their articles' ids, and how many agreed rows were not
+    found in `corpus`."""
     wanted: dict[str, list[dict[str, str]]] = defaultdict(list)
     agreed: dict[str, int] = dict.fromkeys(SPLITS, 0)
     for row in label_rows:
@@ -49,6 +50,7 @@ def build_sets(
             agreed[row["split"]] += 1
     items: dict[str, list[TargetedSentence]] = {split: [] for split in SPLITS}
     gold: dict[str, list[int]] = {split: [] for split in SPLITS}
+    articles: dict[str, list[str]] = {split: [] for split in SPLITS}
     for number, article in read_records(corpus):
         rows = wanted.get(required(article, "id", str, f"{corpus}:{number}"))
         if not rows:
@@ -61,8 +63,14 @@ def build_sets(
                 continue  # the sentence splitter has changed since the row was labelled
             items[row["split"]].append(TargetedSentence(sentence, int(row["start"]), int(row["end"])))
             gold[row["split"]].append(LABELS.index(row["annotator_1"]))
+            articles[row["split"]].append(row["article_id"])
     return {
-        split: (items[split], np.asarray(gold[split], dtype=np.int64), agreed[split] - len(items[split]))
+        split: (
+            items[split],
+            np.asarray(gold[split], dtype=np.int64),
+            articles[split],
+            agreed[split] - len(items[split]),
+        )
         for split in SPLITS
     }
 
@@ -79,9 +87,10 @@ def evaluate_news_stance(
     longer produces) per split with rows, keyed `news_corpus_<split>`; the shipped labels by default."""
     label_rows = shipped_labels() if label_rows is None else label_rows
     result: dict[str, dict[str, float]] = {}
-    for split, (items, gold, missing) in build_sets(corpus, label_rows).items():
+    for split, (items, gold, articles, missing) in build_sets(corpus, label_rows).items():
         if items:
-            result[f"news_corpus_{split}"] = {**score(scorer.predict(items), gold), "missing": missing}
+            probabilities = predict_by_article(scorer, items, articles)
+            result[f"news_corpus_{split}"] = {**score(probabilities, gold), "missing": missing}
     return result
 
 

@@ -20,17 +20,20 @@ ECE_DRAWS = 2000
 _DRAW_BLOCK = 200
 
 
-def read_newsmtsc(path: Path) -> tuple[list[TargetedSentence], npt.NDArray[np.int64]]:
-    """Every target of every sentence as one example, with its label index into LABELS.
+def read_newsmtsc(path: Path) -> tuple[list[TargetedSentence], npt.NDArray[np.int64], list[str]]:
+    """Every target of every sentence as one example, with its label index into LABELS and its source
+    article (the first three fields of `primary_gid`, as training/stance/train.py splits by).
 
     A target whose offsets fall outside its sentence, or do not spell its `mention`, is a RecordError:
     scored anyway it would judge some other stretch of the sentence.
     """
     items: list[TargetedSentence] = []
     labels: list[int] = []
+    articles: list[str] = []
     for number, record in read_records(path):
         where = f"{path}:{number}"
         text = required(record, "sentence_normalized", str, where)
+        article = "_".join(str(record.get("primary_gid", where)).split("_")[:3])
         for target in required(record, "targets", list, where):
             if not isinstance(target, dict):
                 raise RecordError(f"{where}: each target must be an object")
@@ -49,7 +52,24 @@ def read_newsmtsc(path: Path) -> tuple[list[TargetedSentence], npt.NDArray[np.in
                 raise RecordError(f"{where}: polarity {polarity} is none of 2.0, 4.0, 6.0")
             items.append(TargetedSentence(text=text, start=start, end=end))
             labels.append(POLARITY_TO_LABEL[float(polarity)])
-    return items, np.asarray(labels, dtype=np.int64)
+            articles.append(article)
+    return items, np.asarray(labels, dtype=np.int64), articles
+
+
+def predict_by_article(
+    model: SentenceScorer, items: Sequence[TargetedSentence], articles: Sequence[str]
+) -> npt.NDArray[np.float64]:
+    """The model's probabilities for `items`, asked one article at a time, as a worker asks for the
+    target sentences of the article it analyses. The int8 model's activation scales are set per batch,
+    so a sentence's probabilities move a little with the sentences it is batched with: scoring a whole
+    file at once would measure batches no worker makes."""
+    out = np.zeros((len(items), len(LABELS)), dtype=np.float64)
+    members: dict[str, list[int]] = {}
+    for index, article in enumerate(articles):
+        members.setdefault(article, []).append(index)
+    for indices in members.values():
+        out[indices] = model.predict([items[i] for i in indices])
+    return out
 
 
 def macro_f1(gold: npt.NDArray[np.int64], pred: npt.NDArray[np.int64], classes: int = len(LABELS)) -> float:
@@ -133,11 +153,10 @@ def evaluate_stance(model: SentenceScorer, path: Path) -> dict[str, float]:
     """
     if not path.is_file():
         raise FileNotFoundError(f"NewsMTSC file not found: {path} (the data is not shipped; see shared/data)")
-    items, gold = read_newsmtsc(path)
+    items, gold, articles = read_newsmtsc(path)
     if not items:
         raise NoExamples(f"{path}: no targets")
-    probabilities = model.predict(items)
-    return score(probabilities, gold)
+    return score(predict_by_article(model, items, articles), gold)
 
 
 def evaluate_files(model: SentenceScorer, paths: Sequence[Path]) -> dict[str, dict[str, float]]:

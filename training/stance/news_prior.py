@@ -91,7 +91,7 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="store the prior in the model's meta.json")
     args = parser.parse_args()
 
-    _, train_labels = read_newsmtsc(args.data / "newsmtsc" / "train.jsonl")
+    _, train_labels, _ = read_newsmtsc(args.data / "newsmtsc" / "train.jsonl")
     train_prior = np.bincount(train_labels, minlength=3) / len(train_labels)
     items = unlabelled_mentions(args.data / "news_corpus" / "news_corpus.jsonl")
     model = OnnxStanceModel(args.model_dir)

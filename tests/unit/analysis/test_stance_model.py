@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from newsdesk.evaluation.stance import evaluate_stance, expected_calibration_error, macro_f1
+from newsdesk.evaluation.stance import evaluate_stance, expected_calibration_error, macro_f1, read_newsmtsc
 from workers.analysis.stance import analyse_stance
 from workers.analysis.stance_model import (
     LABELS,
@@ -145,18 +145,18 @@ def test_marking_a_mention_at_the_edges(model: OnnxStanceModel) -> None:
 
 
 class _Oracle:
-    """A stand-in model that puts `confidence` on the gold label it was given."""
+    """A stand-in model that puts `confidence` on each item's gold label."""
 
     version = "oracle"
 
-    def __init__(self, gold: Sequence[int], confidence: float) -> None:
-        self.gold = list(gold)
+    def __init__(self, gold: dict[TargetedSentence, int], confidence: float) -> None:
+        self.gold = gold
         self.confidence = confidence
 
     def predict(self, items: Sequence[TargetedSentence]) -> npt.NDArray[np.float64]:
         rest = (1 - self.confidence) / 2
         out = np.full((len(items), 3), rest)
-        out[np.arange(len(items)), self.gold[: len(items)]] = self.confidence
+        out[np.arange(len(items)), [self.gold[item] for item in items]] = self.confidence
         return out
 
 
@@ -174,7 +174,8 @@ def _write_newsmtsc(path: Path) -> list[int]:
     gold = []
     with path.open("w", encoding="utf-8") as f:
         for i, (text, targets) in enumerate(lines):
-            record = {"primary_gid": f"test_{i}", "sentence_normalized": text, "targets": []}
+            # Two source articles of two sentences each (the first three fields of primary_gid).
+            record = {"primary_gid": f"test_a_{i // 2}_{i}_x", "sentence_normalized": text, "targets": []}
             for mention, polarity in targets:
                 start = text.index(mention)
                 record["targets"].append(
@@ -189,7 +190,9 @@ def test_evaluate_stance_scores_a_file(tmp_path: Path, model: OnnxStanceModel) -
     path = tmp_path / "tiny.jsonl"
     gold = _write_newsmtsc(path)
 
-    perfect = evaluate_stance(_Oracle(gold, confidence=0.9), path)
+    items, labels, _ = read_newsmtsc(path)
+    assert labels.tolist() == gold
+    perfect = evaluate_stance(_Oracle(dict(zip(items, gold, strict=True)), confidence=0.9), path)
     assert perfect["n"] == 4
     assert perfect["macro_f1"] == pytest.approx(100.0)
     assert perfect["accuracy"] == pytest.approx(100.0)
@@ -199,6 +202,25 @@ def test_evaluate_stance_scores_a_file(tmp_path: Path, model: OnnxStanceModel) -
     assert real["n"] == 4
     assert real["accuracy"] == pytest.approx(100.0)
     assert 0.0 <= real["ece"] < 0.5
+
+
+def test_evaluate_stance_asks_one_article_at_a_time(tmp_path: Path) -> None:
+    # As a worker asks for one article's sentences: the int8 model's batches set its activation scales.
+    path = tmp_path / "tiny.jsonl"
+    gold = _write_newsmtsc(path)
+    items, _, articles = read_newsmtsc(path)
+    assert articles == ["test_a_0", "test_a_0", "test_a_1", "test_a_1"]
+    oracle = _Oracle(dict(zip(items, gold, strict=True)), confidence=0.9)
+    asked: list[list[str]] = []
+    original = oracle.predict
+
+    def recording(batch: Sequence[TargetedSentence]) -> npt.NDArray[np.float64]:
+        asked.append([item.text for item in batch])
+        return original(batch)
+
+    oracle.predict = recording  # type: ignore[method-assign]
+    assert evaluate_stance(oracle, path)["accuracy"] == pytest.approx(100.0)
+    assert asked == [[items[0].text, items[1].text], [items[2].text, items[3].text]]
 
 
 def test_evaluate_stance_missing_file(tmp_path: Path, model: OnnxStanceModel) -> None:

@@ -82,14 +82,15 @@ def test_sets_are_rebuilt_from_the_corpus_with_agreed_labels_only(corpus: Path) 
     ]
     sets = build_sets(corpus, rows)
 
-    tune_items, tune_gold, tune_missing = sets["tune"]
+    tune_items, tune_gold, tune_articles, tune_missing = sets["tune"]
     assert [(i.text, i.text[i.start : i.end]) for i in tune_items] == [
         ("Sales of the new phone in Russia rose sharply.", "Russia")
     ]
     assert tune_gold.tolist() == [LABELS.index("neutral")]
     assert tune_missing == 1  # its sentence is not in the corpus as split today
+    assert len(tune_articles) == len(tune_items)
 
-    test_items, test_gold, test_missing = sets["test"]
+    test_items, test_gold, _, test_missing = sets["test"]
     assert [i.text for i in test_items] == ["Critics accused Russia of lying again."]
     assert test_gold.tolist() == [LABELS.index("negative")]
     assert test_missing == 0
