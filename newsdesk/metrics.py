@@ -229,7 +229,7 @@ class MetricsRecorder:
         try:
             self._write(keys=keys, args=[*args, number, RECEIPT_SECONDS])
         except redis.ResponseError as error:
-            if isinstance(error, _PASSING_REFUSALS):
+            if _passing(error):
                 return self._keep(number, sums, error)
             # Redis refuses these sums for good (a field that is not a count): dropped, or every later
             # write would wait behind them. The script wrote none of them.
@@ -277,8 +277,17 @@ class MetricsRecorder:
         return counters, histograms
 
 
-# Refusals that pass (a replica not yet promoted, Redis at its maxmemory): the write is kept and sent again.
+# Refusals that pass: the write is kept and sent again. A replica not yet promoted, Redis at its maxmemory;
+# and, by the error code Redis puts first, writes stopped after a failed snapshot (MISCONF, a full disk:
+# deploy/redis.conf saves), a busy script, too few replicas or a replica cut off from its master.
 _PASSING_REFUSALS = (redis.exceptions.ReadOnlyError, redis.exceptions.OutOfMemoryError)
+_PASSING_CODES = ("MISCONF", "BUSY", "NOREPLICAS", "MASTERDOWN", "TRYAGAIN")
+
+
+def _passing(error: redis.ResponseError) -> bool:
+    return isinstance(error, _PASSING_REFUSALS) or str(error).startswith(_PASSING_CODES)
+
+
 # Every recorder of this process (to reset them in a forked child), and those with sums to write, held
 # here until they are written even when nothing else holds the recorder any more.
 _RECORDERS: weakref.WeakSet[MetricsRecorder] = weakref.WeakSet()

@@ -487,9 +487,10 @@ if terminal and was ~= 'done' and was ~= 'failed' then
     local key = prefix .. ':batch:' .. batch
     if redis.call('EXISTS', key) == 1 then
       local finished = redis.call('HINCRBY', key, 'finished', 1)
-      redis.call('EXPIRE', key, ARGV[10])
-      redis.call('EXPIRE', key .. ':items', ARGV[10])
       if finished >= tonumber(redis.call('HGET', key, 'accepted')) then
+        -- Its last article: the batch lives on for the result TTL from now (not from an earlier one).
+        redis.call('EXPIRE', key, ARGV[10])
+        redis.call('EXPIRE', key .. ':items', ARGV[10])
         redis.call('PUBLISH', prefix .. ':batch-finished:' .. batch, 'finished')
       end
     end
@@ -518,9 +519,9 @@ if row[4] and row[4] ~= '' and row[2] ~= 'done' and row[2] ~= 'failed' then
   local key = ARGV[3] .. ':batch:' .. row[4]
   if redis.call('EXISTS', key) == 1 then
     local finished = redis.call('HINCRBY', key, 'finished', 1)
-    redis.call('EXPIRE', key, ARGV[4])  -- as a finish does: the batch lives on from its last article's end
-    redis.call('EXPIRE', key .. ':items', ARGV[4])
     if finished >= tonumber(redis.call('HGET', key, 'accepted')) then
+      redis.call('EXPIRE', key, ARGV[4])  -- as a last finish does
+      redis.call('EXPIRE', key .. ':items', ARGV[4])
       redis.call('PUBLISH', ARGV[3] .. ':batch-finished:' .. row[4], 'finished')
     end
   end

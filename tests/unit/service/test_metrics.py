@@ -301,3 +301,33 @@ def test_sums_redis_refuses_for_good_are_dropped_whole_and_later_ones_written(
     counters, histograms = recorder.read()
     assert counters[ARTICLES_FINISHED.name] == {("failed",): 1.5, ("done",): 1.0}
     assert ("summary",) not in histograms[ANALYSIS_DURATION.name]  # none of the refused write was applied
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk.",
+        "BUSY Redis is busy running a script.",
+        "NOREPLICAS Not enough good replicas to write.",
+    ],
+)
+def test_sums_refused_while_redis_cannot_take_writes_for_now_are_kept(
+    monkeypatch: pytest.MonkeyPatch, refusal: str
+) -> None:
+    monkeypatch.setattr("newsdesk.metrics._start_flusher", lambda: None)
+    recorder = MetricsRecorder(fakeredis.FakeRedis(), "unit")
+    write = recorder._write
+    refusals = [redis.ResponseError(refusal)]
+
+    def refusing_once(**kwargs: Any) -> Any:
+        if refusals:
+            raise refusals.pop()
+        return write(**kwargs)
+
+    monkeypatch.setattr(recorder, "_write", refusing_once)
+    recorder.record(ARTICLES_FINISHED.inc("done"))
+    assert recorder.flush() is False  # kept, to be sent again
+    recorder.record(ARTICLES_FINISHED.inc("done"))
+    assert recorder.flush() is True
+    counters, _ = recorder.read()
+    assert counters[ARTICLES_FINISHED.name] == {("done",): 2.0}

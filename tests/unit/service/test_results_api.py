@@ -307,10 +307,12 @@ def test_a_wait_ends_when_its_article_is_deleted(client: FlaskClient) -> None:
 def test_a_batch_outlives_the_result_ttl_while_its_articles_are_unfinished(
     client: FlaskClient, store: Store, fake_redis: fakeredis.FakeRedis
 ) -> None:
-    batch = client.post("/v1/batches", json={"articles": [{"text": TEXT}]}).get_json()
+    batch = client.post("/v1/batches", json={"articles": [{"text": TEXT}, {"text": TEXT}]}).get_json()
     key = f"unit:batch:{batch['id']}"
     assert fake_redis.ttl(key) == fake_redis.ttl(f"{key}:items") == -1  # however long the queue takes
     finish(store, batch["items"][0]["id"])
+    assert fake_redis.ttl(key) == fake_redis.ttl(f"{key}:items") == -1  # one article is still unfinished
+    finish(store, batch["items"][1]["id"])
     assert Settings.result_ttl - 5 < fake_redis.ttl(key) <= Settings.result_ttl
     assert Settings.result_ttl - 5 < fake_redis.ttl(f"{key}:items") <= Settings.result_ttl
 
