@@ -6,6 +6,7 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass
+from fractions import Fraction
 
 from workers.analysis.text import Document, Sentence, prepare
 
@@ -278,7 +279,8 @@ def _wanted_count(available: int, sentences: int | None, ratio: float | None) ->
     if sentences is not None:
         count = sentences
     elif ratio is not None:
-        count = math.ceil(available * ratio)
+        # Exactly: 0.28 * 25 is 7.000000000000001 in floating point, which ceil would make 8.
+        count = math.ceil(Fraction(str(ratio)) * available)
     else:
         count = DEFAULT_SENTENCES
     return max(1, min(count, MAX_SENTENCES, available))

@@ -49,6 +49,19 @@ def test_length_options() -> None:
     assert len(summarize(text, sentences=MAX_SENTENCES + 10).sentences) == body
 
 
+@pytest.mark.parametrize(("sentences", "ratio", "wanted"), [(25, 0.28, 7), (50, 0.14, 7), (30, 0.9, 20)])
+def test_a_ratio_is_the_share_rounded_up_exactly(sentences: int, ratio: float, wanted: int) -> None:
+    def word(n: int) -> str:  # a made-up word of its own for each n, so no sentence repeats another
+        return "".join(chr(ord("a") + (n // 26**k) % 26) for k in range(3)).capitalize()
+
+    text = " ".join(
+        f"{word(4 * n)} officials said the {word(4 * n + 1)} plan for {word(4 * n + 2)} is {word(4 * n + 3)}."
+        for n in range(sentences)
+    )
+    assert len(summarize(text).sentences) == 3  # every sentence is one the summary may choose
+    assert len(summarize(text, ratio=ratio).sentences) == wanted  # 0.28 * 25 is 7.000000000000001 in floats
+
+
 def test_lead_sentence_of_a_wire_story_is_chosen() -> None:
     summary = summarize(SEED_TEXTS["000"])
     assert summary.sentences[0].text.startswith("North Korea’s Foreign Ministry said it has agreed")
