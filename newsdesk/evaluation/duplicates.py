@@ -839,12 +839,14 @@ def natural_duplicate_recall(
     thresholds: DuplicateThresholds | None = None,
 ) -> dict[str, Any]:
     """For each natural pair: is a found from b's text (exact pairs carry b's text; near pairs are both
-    in the corpus)? Counted as found at all and as `duplicate`, per kind."""
+    in the corpus)? Counted as found at all and as `duplicate`, per kind. A pair naming an article the
+    corpus lacks (a corpus cut down, or another one) is left out and counted as `not_in_corpus`."""
     load = _loader(texts)
     result: dict[str, Any] = {}
     missed = []
     for kind in ("exact", "near"):
-        chosen = [p for p in pairs if p["kind"] == kind]
+        of_kind = [p for p in pairs if p["kind"] == kind]
+        chosen = [p for p in of_kind if p["id_a"] in texts and ("b" in p or p["id_b"] in texts)]
         found = as_duplicate = 0
         for pair in chosen:
             query = pair["b"]["text"] if "b" in pair else texts[pair["id_b"]]
@@ -853,12 +855,14 @@ def natural_duplicate_recall(
             found += match is not None
             as_duplicate += match is not None and match.verdict == "duplicate"
             if match is None:
-                missed.append({k: pair[k] for k in ("id_a", "id_b", "jaccard_w5", "containment_w5")})
+                missed.append({k: pair.get(k) for k in ("id_a", "id_b", "jaccard_w5", "containment_w5")})
         result[kind] = {
             "pairs": len(chosen),
             "found": _ratio(found, len(chosen)),
             "found_as_duplicate": _ratio(as_duplicate, len(chosen)),
         }
+        if len(chosen) < len(of_kind):
+            result[kind]["not_in_corpus"] = len(of_kind) - len(chosen)
     result["missed"] = missed
     return result
 

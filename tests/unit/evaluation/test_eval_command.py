@@ -157,6 +157,21 @@ def test_eval_json_is_keyed_by_the_files_it_read(data_dir: Path) -> None:
     ]
 
 
+def test_natural_pairs_outside_a_cut_down_corpus_are_counted_apart(data_dir: Path) -> None:
+    pairs = [
+        {"id_a": "a000", "id_b": "a001", "kind": "near"},  # no figures of its own: they are optional
+        {"id_a": "a000", "id_b": "not-in-the-corpus", "kind": "near", "jaccard_w5": 0.9},
+        {"id_a": "gone", "id_b": "a001", "kind": "exact", "b": {"text": "Some words."}},
+    ]
+    _write_jsonl(data_dir / "news_corpus" / "natural_duplicates.jsonl", pairs)
+    result = json.loads(
+        _run("--data", str(data_dir), "--json", "--only", "duplicates", "--per-kind", "2").stdout
+    )
+    natural = result["duplicates"]["news_corpus"]["natural"]
+    assert (natural["near"]["pairs"], natural["near"]["not_in_corpus"]) == (1, 1)
+    assert (natural["exact"]["pairs"], natural["exact"]["not_in_corpus"]) == (0, 1)
+
+
 def test_eval_table_names_what_it_skipped(tmp_path: Path) -> None:
     (tmp_path / "summaries").mkdir()
     article = {"id": "s1", "text": " ".join(LEAD + TAIL), "reference": " ".join(LEAD)}
