@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import blingfire
+
 from newsdesk.jsonl import RecordError, read_records, required
 from workers.analysis.summary import DEFAULT_SENTENCES, summarize
 
@@ -48,6 +50,14 @@ def read_pairs(path: Path) -> list[tuple[str, str]]:
     return pairs
 
 
+def _sentence_lines(reference: str) -> str:
+    """The reference one sentence a line, as rougeLsum reads it (summary-level LCS: it splits on
+    newlines). CNN/DM highlights are tokenised text ("... sanctions . The ..."); other references (BBC's)
+    are plain prose, split by the same splitter as the candidates' sentences."""
+    lines = reference.replace(" . ", " .\n").splitlines()
+    return "\n".join(s for line in lines for s in blingfire.text_to_sentences(line).splitlines() if s.strip())
+
+
 def evaluate_summary(
     pairs: Sequence[tuple[str, str]], summarizer: Summarizer, *, held_out_from: int = 0
 ) -> dict[str, Any]:
@@ -62,8 +72,7 @@ def evaluate_summary(
         started = time.perf_counter()
         sentences = summarizer(text)
         elapsed = (time.perf_counter() - started) * 1000
-        # rougeLsum splits on newlines; references are one highlight per sentence.
-        result = scorer.score(reference.replace(" . ", " .\n"), "\n".join(sentences))
+        result = scorer.score(_sentence_lines(reference), "\n".join(sentences))
         rows.append(
             {
                 "rouge1": result["rouge1"].fmeasure,

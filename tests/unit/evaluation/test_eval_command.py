@@ -227,3 +227,21 @@ def test_eval_scores_the_summary_tuning_articles_apart(tmp_path: Path) -> None:
     # The two held-out articles alone: one matched by the lead, one not, so they score lower than all 52.
     assert figures["held_out"]["rouge1"] < figures["rouge1"]
     assert figures["held_out"]["lead3"]["rouge1"] == pytest.approx(figures["held_out"]["rouge1"])
+
+
+@pytest.mark.parametrize(
+    ("reference", "lines"),
+    [
+        ("Russia warned the UN . The talks failed .", ["Russia warned the UN .", "The talks failed ."]),
+        (
+            "Russia warned the UN. The talks failed on Monday.",
+            ["Russia warned the UN.", "The talks failed on Monday."],
+        ),
+    ],
+)
+def test_a_reference_is_read_a_sentence_a_line_for_rouge_lsum(reference: str, lines: list[str]) -> None:
+    # Summary-level ROUGE-L matches sentence by sentence: a reference of plain prose (BBC's) must be split
+    # as the tokenised CNN/DM highlights are, or its LCS is taken against one long line.
+    from newsdesk.evaluation.summary import _sentence_lines  # noqa: PLC0415
+
+    assert _sentence_lines(reference).split("\n") == lines
