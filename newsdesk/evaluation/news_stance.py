@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from newsdesk.evaluation.stance import predict_by_article, score
 from newsdesk.jsonl import read_records, required
-from workers.analysis.stance import LABELS, SentenceScorer, TargetedSentence
+from workers.analysis.stance import LABELS, SentenceScorer, TargetedSentence, find_mentions, lead_mention
 from workers.analysis.text import prepare
 
 LABELS_FILE = "data/news_corpus_stance.tsv"
@@ -41,7 +41,7 @@ def build_sets(
     corpus: Path, label_rows: list[dict[str, str]]
 ) -> dict[str, tuple[list[TargetedSentence], npt.NDArray[np.int64], list[str], int]]:
     """Per split: the items, their gold labels, their articles' ids, and how many agreed rows were not
-    found in `corpus`."""
+    found in `corpus` (or whose sentence no longer mentions the row's target)."""
     wanted: dict[str, list[dict[str, str]]] = defaultdict(list)
     agreed: dict[str, int] = dict.fromkeys(SPLITS, 0)
     for row in label_rows:
@@ -61,7 +61,14 @@ def build_sets(
             sentence = sentences.get(row["sentence_sha1"])
             if sentence is None:
                 continue  # the sentence splitter has changed since the row was labelled
-            items[row["split"]].append(TargetedSentence(sentence, int(row["start"]), int(row["end"])))
+            # Judged as the worker judges the sentence: by its lead mention of the row's target as the
+            # mention rules find it today (they may have moved since the row was labelled, or no longer
+            # find one: "<UN.AS>" is a ticker; such a row counts as missing).
+            own = [m for m in find_mentions(sentence) if m.target == row["target"]]
+            if not own:
+                continue
+            lead = lead_mention(own)
+            items[row["split"]].append(TargetedSentence(sentence, lead.start, lead.end))
             gold[row["split"]].append(LABELS.index(row["annotator_1"]))
             articles[row["split"]].append(row["article_id"])
     return {

@@ -118,7 +118,10 @@ def _stance_part(run: _Run) -> None:
             "tuned_on": name in NEWS_STANCE_TUNED_ON,
         }
         if missing:
-            run.skipped.append(f"stance {name}: {missing} labelled sentences not found in {corpus_file}")
+            run.skipped.append(
+                f"stance {name}: {missing} labelled sentences not found in {corpus_file}, or no longer "
+                "mentioning their target"
+            )
 
 
 def _summary_part(run: _Run) -> None:

@@ -43,6 +43,7 @@ ARTICLES = [
         "text": "Sales of the new phone in Russia rose sharply. Critics accused Russia of lying again.",
     },
     {"id": "art-2", "text": "The UN Security Council met on Tuesday. Nothing else happened."},
+    {"id": "art-3", "text": "Talks in Moscow with the Kremlin went badly, Russia said on Friday."},
 ]
 
 
@@ -94,6 +95,19 @@ def test_sets_are_rebuilt_from_the_corpus_with_agreed_labels_only(corpus: Path) 
     assert [i.text for i in test_items] == ["Critics accused Russia of lying again."]
     assert test_gold.tolist() == [LABELS.index("negative")]
     assert test_missing == 0
+
+
+def test_a_row_is_judged_by_the_mention_the_worker_judges_its_sentence_by(corpus: Path) -> None:
+    # Labelled on "Moscow", a mention the rules rank below the state's own name; and a row whose span the
+    # rules no longer read as a mention of its target (as "<UN.AS>", a ticker, once was).
+    moved = _row(ARTICLES[2], 0, "Moscow", "tune", ("negative", "negative"))
+    gone = {**_row(ARTICLES[2], 0, "Russia", "test", ("neutral", "neutral")), "target": "un"}
+    sets = build_sets(corpus, [moved, gone])
+    items, _, _, missing = sets["tune"]
+    assert [i.text[i.start : i.end] for i in items] == ["Russia"]
+    assert missing == 0
+    assert sets["test"][0] == []
+    assert sets["test"][3] == 1
 
 
 class _AlwaysNeutral:
