@@ -30,6 +30,7 @@ QueueDepths = Callable[[], Mapping[str, int]]  # queue name -> messages waiting
 # Label values come from a fixed set, so a client cannot grow the series without bound.
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 SUBMIT_ROUTE = "/v1/articles"
+BATCH_ROUTE = "/v1/batches"
 # The classic text format, which every Prometheus version reads (the body is the same for our names).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -108,13 +109,26 @@ def _record_request(response: BaseResponse) -> BaseResponse:
     if endpoint == SUBMIT_ROUTE and method == "POST":
         updates.append(SUBMISSIONS.inc(_submission_outcome(response)))
     # A batch counts each of its articles: the batch view leaves its per-outcome counts in g.
-    for outcome, amount in g.get("batch_outcomes", {}).items():
+    batch_outcomes: dict[str, int] = g.get("batch_outcomes", {})
+    if endpoint == BATCH_ROUTE and method == "POST" and response.status_code >= 400 and not batch_outcomes:
+        # Refused whole (no valid item, too many, the backlog, ...): the view left no counts, and each
+        # article the client sent is still a submission refused, as one sent alone would be.
+        batch_outcomes = {_submission_outcome(response): _articles_sent()}
+    for outcome, amount in batch_outcomes.items():
         if amount:
             updates.append(SUBMISSIONS.inc(outcome, amount=amount))
     recorder = services().store.metrics
     # Written once the response has gone out, so the client never waits on it.
     response.call_on_close(lambda: recorder.record(*updates))
     return response
+
+
+def _articles_sent() -> int:
+    """The articles in a batch's body; 1 for a body that was not read (too large, not JSON, no key) or
+    has no list of articles, so a refused request always counts."""
+    body = g.get("json_body")
+    articles = body.get("articles") if isinstance(body, dict) else None
+    return max(len(articles), 1) if isinstance(articles, list) else 1
 
 
 def _submission_outcome(response: BaseResponse) -> str:

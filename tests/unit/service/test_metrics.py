@@ -93,6 +93,29 @@ def test_each_article_of_a_batch_counts_as_a_submission(client: FlaskClient) -> 
     assert value(submissions, "newsdesk_submissions_total", outcome="rejected") == 2
 
 
+def test_a_batch_refused_whole_counts_each_of_its_articles(store: Store) -> None:
+    settings = Settings.from_env(
+        {},
+        key_prefix="unit",
+        stance_scorer="lexicon",
+        rate_limit_storage="memory://",
+        max_batch=3,
+        max_backlog=2,
+    )
+    app = create_app(settings, store=store, queue=ListQueue())
+    app.test_client_class = ClosingClient
+    client = app.test_client()
+    assert client.post("/v1/batches", json={"articles": [{"text": ""}] * 2}).status_code == 422  # none valid
+    assert client.post("/v1/batches", json={"articles": [{"text": TEXT}] * 4}).status_code == 413  # > 3
+    assert client.post("/v1/batches", data="nope", content_type="application/json").status_code == 400
+    assert client.post("/v1/batches", json={"articles": [{"text": TEXT}] * 3}).status_code == 503  # backlog
+
+    submissions = scrape(client)["newsdesk_submissions"]
+    assert value(submissions, "newsdesk_submissions_total", outcome="rejected") == 2 + 4 + 1  # unread: 1
+    assert value(submissions, "newsdesk_submissions_total", outcome="unavailable") == 3
+    assert not [s for s in submissions if s.labels.get("outcome") == "accepted"]
+
+
 def test_request_latency_histogram_by_route_template_method_and_status(client: FlaskClient) -> None:
     article_id = client.post("/v1/articles", json={"text": TEXT}).get_json()["id"]
     for _ in range(3):
