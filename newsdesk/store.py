@@ -387,7 +387,8 @@ return {1, ARGV[1] .. '|' .. ARGV[3]}
 # on the same analysis), and then the retry is applied again, as every retry was before tokens. A record
 # from before tokens has no such field, so its first write is applied as usual. Fields (token|reply):
 # `<analysis>:last_start` (token|previous status|attempts), `<analysis>:last_finish` (token|article
-# status), `webhook:last_start` (token|state|attempts), `webhook:last_move` (token|new state).
+# status|1 when that finish made the article done or failed, else 0), `webhook:last_start`
+# (token|state|attempts), `webhook:last_move` (token|new state).
 _REPLAY = """
 local function replay(key, field, token)
   local last = redis.call('HGET', key, field)
@@ -432,14 +433,20 @@ return {previous, attempts}
 # per article, however often its analyses are redelivered. KEYS: article, pending, result stream.
 # ARGV: id, analysis, status, result, version, error, now (ISO), now (ms), the analysis's public block
 # (JSON), result TTL, expires at (ISO), stream length, key prefix, token, number of facet fields,
-# facet fields..., every analysis name...
+# facet fields..., every analysis name... Returns {the article's status, 1 when this finish made it done
+# or failed, else 0}: the article is counted finished once, though every later finish sees it so.
 _FINISH = (
     _REPLAY
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local id, name, now, prefix = ARGV[1], ARGV[2], ARGV[7], ARGV[13]
 local replayed = replay(KEYS[1], name .. ':last_finish', ARGV[14])
-if replayed then return replayed end
+if replayed then
+  local status, became = string.match(replayed, '^([^|]*)|([01])$')
+  -- No flag: an older release wrote it (its retries run its own script); read as not counted here.
+  if not status then return {replayed, 0} end
+  return {status, tonumber(became)}
+end
 local was = redis.call('HGET', KEYS[1], 'status')
 redis.call('HSET', KEYS[1], name .. ':status', ARGV[3], name .. ':result', ARGV[4],
            name .. ':version', ARGV[5], name .. ':error', ARGV[6], name .. ':finished_at', now,
@@ -464,7 +471,9 @@ else
   redis.call('ZADD', KEYS[2], 'XX', ARGV[8], ARGV[1])
 end
 redis.call('HSET', KEYS[1], 'status', overall)
+local became = 0
 if terminal and was ~= 'done' and was ~= 'failed' then
+  became = 1
   redis.call('HSET', KEYS[1], 'expires_at', ARGV[11])
   redis.call('EXPIRE', KEYS[1], ARGV[10])
   local meta = redis.call('HMGET', KEYS[1], 'owner', 'batch', 'callback_url', 'created_at')
@@ -496,8 +505,8 @@ if terminal and was ~= 'done' and was ~= 'failed' then
     end
   end
 end
-redis.call('HSET', KEYS[1], name .. ':last_finish', ARGV[14] .. '|' .. overall)
-return overall
+redis.call('HSET', KEYS[1], name .. ':last_finish', ARGV[14] .. '|' .. overall .. '|' .. became)
+return {overall, became}
 """
 )
 
@@ -1199,11 +1208,12 @@ class Store:
         )
 
     def _finished(self, name: str, error: str | None, outcome: Any) -> ArticleStatus | None:
-        """The article's status from the finish script's reply, with the finish counted in the metrics."""
+        """The article's status from the finish script's reply, with the finish counted in the metrics
+        (the article only by the finish that made it done or failed)."""
         if outcome is None:
             return None
-        article_status = _text(outcome)
-        finished = ARTICLES_FINISHED.inc(article_status) if article_status in TERMINAL else []
+        article_status, became = _text(outcome[0]), int(outcome[1])
+        finished = ARTICLES_FINISHED.inc(article_status) if became else []
         self.metrics.record(ANALYSIS_RESULTS.inc(name, _analysis_status(error)), finished)
         return article_status  # type: ignore[return-value]
 

@@ -151,6 +151,25 @@ def test_a_reply_lost_on_the_socket_is_sent_again_by_redis_py_and_counted_once(
     assert attempts(store, article_id)["summary"] == 1
 
 
+def test_a_last_finish_whose_reply_was_lost_counts_the_article_finished_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the resent finish's reply comes back: it must still say that the finish (its first try) made
+    the article done, or the article is never counted finished."""
+    monkeypatch.setattr("newsdesk.metrics._start_flusher", lambda: None)  # only this thread flushes
+    article_id = store.create_article(NewArticle(text="A.")).article_id
+    for name in ANALYSES[:-1]:
+        store.finish_analysis(article_id, name, result={}, version="v")
+    lost = lose_next_script_reply(monkeypatch, kind=object)
+    assert store.finish_analysis(article_id, ANALYSES[-1], result={}, version="v") == "done"
+    assert len(lost) == 1  # applied, its reply lost; the answer above is the resent command's
+    assert store.finish_analysis(article_id, ANALYSES[-1], result={}, version="v") == "done"  # a new one
+    assert store.metrics.flush()
+    counters, _ = store.metrics.read()
+    assert counters[ARTICLES_FINISHED.name] == {("done",): 1}
+    assert store.redis.xlen(store.results_stream) == 1
+
+
 def test_a_submission_whose_reply_was_lost_is_stored_and_queued_once(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -171,6 +171,24 @@ def test_failed_analyses_are_counted_as_failed(client: FlaskClient, store: Store
     assert value(results, "newsdesk_analysis_results_total", analysis="stance", status="failed") == 1
 
 
+def test_an_article_finished_again_by_a_second_worker_counts_as_finished_once(
+    client: FlaskClient, store: Store
+) -> None:
+    article_id = client.post("/v1/articles", json={"text": TEXT}).get_json()["id"]
+    store.finish_analysis(article_id, "summary", result=None, version="", error="boom")
+    for analysis in ("stance", "duplicates"):
+        store.finish_analysis(article_id, analysis, result={}, version="v1")
+    # Tasks of the same analyses redelivered, or run at once by a second worker: new finishes, same article.
+    assert store.finish_analysis(article_id, "duplicates", result={}, version="v1") == "failed"
+    assert store.finish_analysis(article_id, "summary", result={}, version="v1") == "done"
+
+    families = scrape(client)
+    results, finished = families["newsdesk_analysis_results"], families["newsdesk_articles_finished"]
+    assert value(results, "newsdesk_analysis_results_total", analysis="duplicates", status="done") == 2
+    assert value(finished, "newsdesk_articles_finished_total", status="failed") == 1
+    assert not [s for s in finished if s.labels.get("status") == "done"]
+
+
 def test_gauges_workers_seeds_and_no_queue_depth_without_a_broker(client: FlaskClient, store: Store) -> None:
     store.worker_heartbeat("worker-a@host")
     store.worker_heartbeat("worker-b@host")
