@@ -33,6 +33,9 @@ AnalysisStatus = Literal["queued", "running", "done", "failed"]
 _METADATA_FIELDS = ("title", "url", "source", "published_at")
 STANCE_TARGETS = ("us", "russia", "un")
 TERMINAL = frozenset({"done", "failed"})
+# How long one prune_indexes() may go on past each index's first page. It runs on the worker's consumer
+# timer, once per sweep: long enough to drop thousands of pages' entries, short enough not to stall it.
+PRUNE_BUDGET_SECONDS = 1.0
 Started = tuple[str | None, int]  # an analysis's status before its start, and its attempts so far
 
 
@@ -987,28 +990,45 @@ class Store:
             )
         return summaries
 
-    def prune_indexes(self, *, limit: int = 1000) -> int:
+    def prune_indexes(self, *, limit: int = 1000, budget: float = PRUNE_BUDGET_SECONDS) -> int:
         """Drop listing entries of articles that have expired (or were deleted); returns how many.
 
         Only entries older than the result TTL can have expired (an article expires that long after it
-        finished), so only those are checked.
+        finished), so only those are checked, `limit` at a time. Each index gets one page; an index whose
+        page was full gets more, in turns with the others, for up to `budget` seconds: a sweep's work
+        stays bounded, yet keeps up with far more finishes per sweep interval than one page would.
         """
+        deadline = time.monotonic() + budget
         cutoff_ms = _now_ms() - self.result_ttl * 1000
-        removed = 0
         owners = [_text(owner) for owner in self.redis.smembers(self._owners_key)]
-        for index, cutoff in [
-            (self._articles_key, cutoff_ms),
-            *((self._owner_articles_key(owner), cutoff_ms * 1000) for owner in owners),
-        ]:
-            members = [_text(m) for m in self.redis.zrangebyscore(index, "-inf", cutoff, 0, limit)]
-            if not members:
-                continue
-            pipe = self.redis.pipeline(transaction=False)
-            for member in members:
-                pipe.exists(self._article_key(member))
-            gone = [m for m, exists in zip(members, pipe.execute(), strict=True) if not exists]
-            if gone:
-                removed += int(self.redis.zrem(index, *gone))
+        cutoffs = {
+            self._articles_key: cutoff_ms,
+            **{self._owner_articles_key(owner): cutoff_ms * 1000 for owner in owners},
+        }
+        # Per index still to page through, its entries checked and still there (an article that finished
+        # long after it was submitted): the next page starts after them, so they never hide the gone ones.
+        skip = dict.fromkeys(cutoffs, 0)
+        removed = 0
+        first_turn = True
+        while skip and (first_turn or time.monotonic() < deadline):
+            for index in list(skip):
+                if not first_turn and time.monotonic() >= deadline:
+                    break
+                page = self.redis.zrangebyscore(index, "-inf", cutoffs[index], skip[index], limit)
+                members = [_text(m) for m in page]
+                if len(members) < limit:
+                    del skip[index]  # its last old entries: done with it for this sweep
+                if not members:
+                    continue
+                pipe = self.redis.pipeline(transaction=False)
+                for member in members:
+                    pipe.exists(self._article_key(member))
+                gone = [m for m, exists in zip(members, pipe.execute(), strict=True) if not exists]
+                if gone:
+                    removed += int(self.redis.zrem(index, *gone))
+                if index in skip:
+                    skip[index] += len(members) - len(gone)
+            first_turn = False
         return removed
 
     def wait_for_message(

@@ -448,6 +448,27 @@ def test_prune_drops_expired_entries_older_than_the_ttl(fake_redis: fakeredis.Fa
     assert store.list_article_ids() == [kept]
 
 
+def test_prune_reads_page_after_page_past_articles_still_there(fake_redis: fakeredis.FakeRedis) -> None:
+    store = Store(fake_redis, "unit", result_ttl=1)
+    ids = [store.create_article(NewArticle(text=TEXT)).article_id for _ in range(8)]
+    kept = ids[:2]  # old, still there (finished long after they were submitted): a whole page of them
+    for article_id in ids[2:]:
+        fake_redis.delete(f"unit:article:{article_id}")
+    time.sleep(1.1)
+    assert store.prune_indexes(limit=2) == 2 * 6  # every gone entry of both indexes, not one page's
+    assert sorted(store.list_article_ids()) == sorted(kept)
+    assert fake_redis.zcard("unit:owner::articles") == 2
+
+
+def test_prune_reads_one_page_an_index_once_its_budget_is_spent(fake_redis: fakeredis.FakeRedis) -> None:
+    store = Store(fake_redis, "unit", result_ttl=1)
+    for _ in range(5):
+        fake_redis.delete(f"unit:article:{store.create_article(NewArticle(text=TEXT)).article_id}")
+    time.sleep(1.1)
+    assert store.prune_indexes(limit=2, budget=0) == 2 * 2  # each index still gets its first page
+    assert store.prune_indexes(limit=2) == 2 * 3
+
+
 # what a completion does, once
 def test_completion_is_announced_once_on_the_stream_and_channel(
     store: Store, fake_redis: fakeredis.FakeRedis, app: Flask
