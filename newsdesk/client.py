@@ -11,6 +11,7 @@ Errors are raised as `NewsdeskError` with the problem details (`.status`, `.type
 from __future__ import annotations
 
 import builtins
+import functools
 import math
 import re
 import time
@@ -18,7 +19,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeVar
 
 import httpx
 
@@ -26,6 +27,7 @@ TERMINAL = frozenset({"done", "failed"})
 MAX_WAIT = 60  # the service's default bound on one long-poll (NEWSDESK_MAX_WAIT)
 # How the service's 422 names its bound on `wait` (service/schemas.py), when NEWSDESK_MAX_WAIT is lower.
 _WAIT_BOUND = re.compile(r"at most (\d+) seconds")
+_Polled = TypeVar("_Polled")
 
 
 class NewsdeskError(Exception):
@@ -212,13 +214,10 @@ class NewsdeskClient:
         status = "unread"
         while True:
             asked = time.monotonic()
-            try:
-                article = self.get(article_id, wait=deadline - asked)
-            except httpx.TransportError:
-                if time.monotonic() >= deadline:
-                    raise
-                # A GET is safe to repeat: the API may be restarting (a deploy), or the network blinked.
-            else:
+            article = _unless_unreachable(
+                functools.partial(self.get, article_id, wait=deadline - asked), deadline
+            )
+            if article is not None:
                 if article.finished:
                     return article
                 status = article.status
@@ -339,12 +338,9 @@ class NewsdeskClient:
             if asked is not None:
                 _pause_unless_held(asked, deadline, f"batch {batch.id}: {len(pending)} articles unfinished")
             asked = time.monotonic()
-            try:
-                # 1,000 is the largest page, and the service accepts no larger batch.
-                status = self.get_batch(batch.id, wait=deadline - asked, limit=1000)
-            except httpx.TransportError:  # as in wait(): asked again
-                if time.monotonic() >= deadline:
-                    raise
+            # 1,000 is the largest page, and the service accepts no larger batch.
+            poll = functools.partial(self.get_batch, batch.id, wait=deadline - asked, limit=1000)
+            if (status := _unless_unreachable(poll, deadline)) is None:
                 continue
             for item in status.items:
                 if item.index in pending and item.id and item.status in {*TERMINAL, "gone"}:
@@ -406,6 +402,17 @@ def _wait_bound(response: httpx.Response) -> int | None:
             named = _WAIT_BOUND.search(str(error.get("message", "")))
             return int(named.group(1)) if named else 0  # a bound it does not name: no long-poll
     return None
+
+
+def _unless_unreachable(poll: Callable[[], _Polled], deadline: float) -> _Polled | None:
+    """poll(), or None when the API could not be reached and the deadline is not past: a GET is safe to
+    repeat, and the API may be restarting (a deploy) or the network blinked."""
+    try:
+        return poll()
+    except httpx.TransportError:
+        if time.monotonic() >= deadline:
+            raise
+        return None
 
 
 def _pause_unless_held(asked: float, deadline: float, timed_out: str) -> None:

@@ -365,7 +365,7 @@ while i <= #ARGV do
   end
 end
 redis.call('SADD', KEYS[6], ARGV[6])
-if tonumber(ARGV[10]) == 0 then  -- else each article's finish sets the expiry (see _FINISH)
+if tonumber(ARGV[10]) == 0 then  -- else its last article's finish or delete sets it (_FINISH, _DELETE)
   redis.call('EXPIRE', KEYS[1], ARGV[7])
   redis.call('EXPIRE', KEYS[2], ARGV[7])
 end

@@ -9,9 +9,10 @@ once instead of holding the stop for their whole wait and being cut off without 
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable
+
+from newsdesk.store import Store
 
 # Set in the process when its gunicorn worker is told to stop gracefully (newsdesk/gunicorn_app.py).
 STOPPING = threading.Event()
@@ -21,22 +22,18 @@ class LongPolls:
     """At most `limit` long-polls waiting at once in this process (None: no bound)."""
 
     def __init__(self, limit: int | None = None) -> None:
-        self.limit = limit
         self._slots = threading.BoundedSemaphore(limit) if limit else None
 
-    @contextlib.contextmanager
-    def slot(self) -> Iterator[bool]:
-        """True while this request may wait; False when the others waiting use every slot (or the
-        process is stopping): the request answers at once."""
+    def wait(self, store: Store, channel: str, finished: Callable[[], bool], seconds: float) -> None:
+        """Store.wait_for_message, ended early if the process is told to stop; or no wait at all when the
+        others waiting use every slot, or the process is stopping: the request answers at once."""
         if STOPPING.is_set():
-            yield False
-        elif self._slots is None:
-            yield True
-        elif not self._slots.acquire(blocking=False):
-            yield False
-        else:
+            return
+        if self._slots is None:
+            store.wait_for_message(channel, finished, seconds, stop=STOPPING)
+        elif self._slots.acquire(blocking=False):
             try:
-                yield True
+                store.wait_for_message(channel, finished, seconds, stop=STOPPING)
             finally:
                 self._slots.release()
 

@@ -29,7 +29,6 @@ from newsdesk.store import (
 )
 from service.app_context import services
 from service.body import Blueprint
-from service.long_polls import STOPPING
 from service.problems import Problem
 from service.schemas import (
     ArticleListQuerySchema,
@@ -171,14 +170,12 @@ class ArticleResource(MethodView):
         current = services()
         article = _owned_article(article_id)
         if wait and article.status not in TERMINAL:
-            with current.long_polls.slot() as may_wait:
-                if may_wait:
-                    current.store.wait_for_message(
-                        current.store.finished_channel(article_id),
-                        lambda: current.store.article_statuses([article_id])[0] in {*TERMINAL, None},
-                        wait,
-                        stop=STOPPING,
-                    )
+            current.long_polls.wait(
+                current.store,
+                current.store.finished_channel(article_id),
+                lambda: current.store.article_statuses([article_id])[0] in {*TERMINAL, None},
+                wait,
+            )
             article = _owned_article(article_id)
         headers = {} if article.status in TERMINAL else {"Retry-After": POLL_AFTER_SECONDS}
         return article_view(article), headers

@@ -21,7 +21,6 @@ from newsdesk.store import (
 )
 from service.app_context import services
 from service.body import Blueprint
-from service.long_polls import STOPPING
 from service.problems import VALIDATION_TITLE, Problem, field_errors, invalid
 from service.schemas import ArticleSubmissionSchema, BatchQuerySchema, BatchSchema, BatchSubmissionSchema
 from service.views.articles import (
@@ -145,14 +144,9 @@ class BatchResource(MethodView):
         start = _read_cursor(cursor) if cursor else 0
         batch = _owned_batch(batch_id)
         if wait and not _finished(batch):
-            with current.long_polls.slot() as may_wait:
-                if may_wait:
-                    current.store.wait_for_message(
-                        current.store.batch_finished_channel(batch_id),
-                        lambda: _finished(batch),
-                        wait,
-                        stop=STOPPING,
-                    )
+            current.long_polls.wait(
+                current.store, current.store.batch_finished_channel(batch_id), lambda: _finished(batch), wait
+            )
             batch = _owned_batch(batch_id)
         view = _batch_view(batch, start=start, limit=limit)
         return view, {} if view["status"] == "finished" else {"Retry-After": POLL_AFTER_SECONDS}

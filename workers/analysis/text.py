@@ -295,7 +295,7 @@ class Sentence:
     text: str
     paragraph: int
     is_heading: bool = False
-    clean_start: int = 0  # the sentence's span in the cleaned text (Document.span_to_original)
+    clean_start: int = 0  # the sentence's span in the cleaned text (Document.span_mapper)
     clean_end: int = 0
 
 
@@ -375,14 +375,11 @@ class Document:
         raw = self.original[start:end]
         return raw if raw == cleaned else _WHITESPACE.sub(" ", cleaned).strip()
 
-    def span_to_original(self, sentence: Sentence, start: int, end: int) -> tuple[int, int]:
-        """Map a [start, end) span of `sentence.text` (a mention, a holder) onto the submitted text."""
-        return self.span_mapper(sentence)(start, end)
-
     def span_mapper(self, sentence: Sentence) -> Callable[[int, int], tuple[int, int]]:
-        """What span_to_original does for `sentence`, as a function for all of its spans: the map from
-        `sentence.text` back to the cleaned text is built once, here, so a sentence of n characters with m
-        mentions costs n + m, not n * m (a long HTML sentence naming a target thousands of times)."""
+        """A function mapping a [start, end) span of `sentence.text` (a mention, a holder) onto the
+        submitted text. The map from `sentence.text` back to the cleaned text is built once, here, for all
+        of the sentence's spans, so a sentence of n characters with m mentions costs n + m, not n * m (a
+        long HTML sentence naming a target thousands of times)."""
         if not self.markup:  # the text is the cleaned span itself
 
             def in_cleaned_text(start: int, end: int) -> tuple[int, int]:

@@ -428,7 +428,7 @@ def test_a_span_mapper_maps_every_span_of_its_sentence(text: str) -> None:
     to_original = doc.span_mapper(sentence)
     mapped = [to_original(start, end) for start, end in spans]
     assert [text[start:end].replace("\u00ad", "") for start, end in mapped] == ["US"] * len(spans)
-    assert mapped == [doc.span_to_original(sentence, start, end) for start, end in spans]
+    assert mapped == sorted(set(mapped))  # each its own "US", in order
 
 
 WIRE_COPY = (
